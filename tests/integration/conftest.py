@@ -1,0 +1,90 @@
+"""Integration fixtures: one real devcluster per test session, a fresh namespace per test,
+and a real redis-server on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from devcluster import bins, cluster
+from tests.integration.support import RedisServer, wait_for
+
+
+@pytest.fixture(scope="session")
+def devcluster() -> Iterator[cluster.ClusterInfo]:
+    state = Path(tempfile.mkdtemp(prefix="bgjobs-it-"))
+    info = cluster.up(state, name="tests")
+    try:
+        yield info
+    finally:
+        cluster.down(state)
+        if not os.environ.get("BGJOBS_KEEP_TEST_STATE"):
+            shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_client(devcluster: cluster.ClusterInfo) -> client.ApiClient:
+    return config.new_client_from_config(config_file=devcluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def batch(api_client: client.ApiClient) -> client.BatchV1Api:
+    return client.BatchV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the namespace's default ServiceAccount exists.
+    wait_for(
+        lambda: core.read_namespaced_service_account("default", name),
+        timeout=30,
+        what=f"default ServiceAccount in {name}",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(devcluster: cluster.ClusterInfo):  # type: ignore[no-untyped-def]
+    """Run the real kubectl against the test cluster; returns CompletedProcess."""
+    exe = str(bins.binary("kubectl"))
+
+    def run(
+        *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [exe, f"--kubeconfig={devcluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer.start(Path(tempfile.mkdtemp(prefix="bgjobs-redis-")))
+    try:
+        yield server
+    finally:
+        server.stop()
