@@ -1,0 +1,1 @@
+"""Reconcilers: read what is observed, call the pure builders, write the difference."""

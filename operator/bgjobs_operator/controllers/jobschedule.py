@@ -1,0 +1,114 @@
+"""Reconcile one JobSchedule: own one CronJob, give every run a BackgroundJob, keep the
+history within its limits, and report schedule status. The CronJob controller does the
+timing; this operator runs no clock of its own for firing runs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from bgjobs.api.v1alpha1 import JobScheduleSpec
+from bgjobs_operator import labels
+from bgjobs_operator import status as st
+from bgjobs_operator.controllers.backgroundjob import JOB_UID_ANNOTATION
+from bgjobs_operator.runtime import Runtime, trim_object
+from bgjobs_operator.schedules import (
+    SPEC_HASH,
+    build_cronjob,
+    build_run,
+    invalid_schedule_status,
+    runs_to_prune,
+    schedule_status,
+)
+
+log = logging.getLogger(__name__)
+
+
+def reconcile(rt: Runtime, sched: dict[str, Any], cron: dict[str, Any] | None = None) -> None:
+    md = sched["metadata"]
+    if md.get("deletionTimestamp"):
+        return
+    with rt.lock(md["uid"]):
+        sched = rt.schedules.get((md["namespace"], md["name"]), sched)
+        try:
+            spec = JobScheduleSpec.model_validate(sched["spec"])
+            manifest = build_cronjob(sched, spec, rt.config)
+        except (ValidationError, ValueError) as exc:
+            return _invalid(rt, sched, str(exc))
+        if (
+            cron is None
+            or cron["metadata"].get("annotations", {}).get(SPEC_HASH)
+            != manifest["metadata"]["annotations"][SPEC_HASH]
+        ):
+            cron = _apply_cronjob(rt, manifest)
+        runs = [
+            bj
+            for (ns, _), bj in list(rt.backgroundjobs.items())
+            if ns == md["namespace"]
+            and (bj["metadata"].get("labels") or {}).get(labels.SCHEDULE) == md["name"]
+        ]
+        for old in runs_to_prune(
+            runs, spec.successfulRunsHistoryLimit, spec.failedRunsHistoryLimit
+        ):
+            rt.api.delete_custom("BackgroundJob", md["namespace"], old["metadata"]["name"])
+            runs.remove(old)
+        desired = schedule_status(sched, spec, cron, runs, datetime.now(UTC))
+        _write(rt, sched, desired)
+
+
+def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
+    md = manifest["metadata"]
+    try:
+        return rt.api._dict(rt.api.batch.create_namespaced_cron_job(md["namespace"], manifest))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    # It exists with an older spec: replace what we own, keep what the controller owns.
+    patch = {
+        "metadata": {"annotations": md["annotations"], "labels": md["labels"]},
+        "spec": manifest["spec"],
+    }
+    return rt.api._dict(rt.api.batch.patch_namespaced_cron_job(md["name"], md["namespace"], patch))
+
+
+def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
+    """A CronJob just started a run's Job: create the BackgroundJob that reports it."""
+    jmd = job["metadata"]
+    schedule = (jmd.get("labels") or {})[labels.SCHEDULE]
+    sched = rt.schedules.get((jmd["namespace"], schedule))
+    if sched is None:
+        try:
+            sched = trim_object(
+                rt.api.custom.get_namespaced_custom_object(
+                    "bgjobs.dev", "v1alpha1", jmd["namespace"], "jobschedules", schedule
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # the schedule is gone; its CronJob and Jobs follow
+            raise
+    bj, _ = rt.api.create_or_get(build_run(sched, job, JOB_UID_ANNOTATION))
+    bj = rt.remember(rt.backgroundjobs, trim_object(bj))
+    from bgjobs_operator.controllers import backgroundjob
+
+    backgroundjob.reconcile(rt, bj)
+
+
+def _invalid(rt: Runtime, sched: dict[str, Any], message: str) -> None:
+    desired = invalid_schedule_status(sched, message)
+    if _write(rt, sched, desired):
+        rt.api.post_event(sched, "Warning", "InvalidSchedule", message)
+
+
+def _write(rt: Runtime, sched: dict[str, Any], desired: dict[str, Any]) -> bool:
+    patch = st.status_patch(sched.get("status") or {}, desired)
+    if patch is None:
+        return False
+    md = sched["metadata"]
+    updated = rt.api.patch_status("JobSchedule", md["namespace"], md["name"], patch)
+    rt.remember(rt.schedules, trim_object(updated))
+    return True

@@ -1,0 +1,90 @@
+"""Dead letters: the record of a job that finally failed, and its replays. Pure builders."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from bgjobs.api.v1alpha1 import API_VERSION
+from bgjobs_operator import labels
+
+MAX_OUTPUT = 8192
+
+
+def dead_letter_name(bj: dict[str, Any]) -> str:
+    """Deterministic per BackgroundJob *instance*: a recreated job of the same name gets
+    its own dead letter, and a restarted operator finds the one it already made."""
+    md = bj["metadata"]
+    return f"{md['name']}-{md['uid'][:8]}"
+
+
+def build_dead_letter(
+    bj: dict[str, Any], status: dict[str, Any], last_output: str | None
+) -> dict[str, Any]:
+    md, spec = bj["metadata"], bj["spec"]
+    schedule = (md.get("labels") or {}).get(labels.SCHEDULE)
+    dl_labels = {labels.MANAGED_BY: labels.MANAGER, labels.BACKGROUND_JOB: md["name"]}
+    if schedule:
+        dl_labels[labels.SCHEDULE] = schedule
+    dl_spec: dict[str, Any] = {
+        "jobName": md["name"],
+        "jobUID": md["uid"],
+        "task": spec["task"],
+        "args": spec.get("args", []),
+        "kwargs": spec.get("kwargs", {}),
+        "originalSpec": spec,
+        "error": status.get("error"),
+        "attempts": status.get("attempts"),
+        "failedAt": status.get("completionTime"),
+        "critical": bool(spec.get("critical")),
+    }
+    if last_output:
+        dl_spec["lastOutput"] = last_output[-MAX_OUTPUT:]
+    if schedule:
+        dl_spec["schedule"] = schedule
+    # Not owned by the BackgroundJob: deleting the job must not delete its failure record.
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DeadLetter",
+        "metadata": {
+            "name": dead_letter_name(bj),
+            "namespace": md["namespace"],
+            "labels": dl_labels,
+        },
+        "spec": {k: v for k, v in dl_spec.items() if v is not None},
+    }
+
+
+def replay_name(dl: dict[str, Any], n: int) -> str:
+    """The n-th replay's BackgroundJob name, kept within the 63-character Job name limit."""
+    base = dl["metadata"]["name"]
+    suffix = f"-r{n}"
+    if len(base) + len(suffix) > 63:
+        digest = hashlib.sha256(base.encode()).hexdigest()[:6]
+        base = f"{base[: 63 - len(suffix) - 7]}-{digest}"
+    return base + suffix
+
+
+def build_replay(dl: dict[str, Any], n: int) -> dict[str, Any]:
+    md, spec = dl["metadata"], dl["spec"]
+    job_spec = dict(spec.get("originalSpec") or {"task": spec["task"]})
+    job_spec["cancel"] = False
+    job_spec["args"] = spec.get("args", job_spec.get("args", []))
+    job_spec["kwargs"] = spec.get("kwargs", job_spec.get("kwargs", {}))
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "BackgroundJob",
+        "metadata": {
+            "name": replay_name(dl, n),
+            "namespace": md["namespace"],
+            "labels": {labels.DEAD_LETTER: md["name"]},
+            "annotations": {"bgjobs.dev/replay-of": spec["jobName"]},
+        },
+        "spec": job_spec,
+    }
+
+
+def pending_replays(dl: dict[str, Any]) -> list[int]:
+    """Replay numbers requested (spec.replays) but not yet recorded in status."""
+    done = len((dl.get("status") or {}).get("replayedJobs") or [])
+    return list(range(done + 1, int(dl["spec"].get("replays") or 0) + 1))

@@ -1,0 +1,77 @@
+"""Prometheus metrics served by the operator (README "Metrics" lists them).
+
+Counters count transitions this operator process observed. Gauges (running jobs, queue
+backlog) are computed at scrape time from the operator's view of the cluster, so they are
+level-based like everything else and survive restarts."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+JOBS_FINISHED = Counter(
+    "bgjobs_jobs_finished_total",
+    "BackgroundJobs that reached a final phase.",
+    ["task", "phase"],
+    registry=REGISTRY,
+)
+JOB_DURATION = Histogram(
+    "bgjobs_job_duration_seconds",
+    "From the first attempt's start to the final phase.",
+    ["task"],
+    registry=REGISTRY,
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10800),
+)
+RETRIES = Counter(
+    "bgjobs_job_retries_total", "Failed attempts that were retried.", ["task"], registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "bgjobs_dead_letters_total",
+    'DeadLetters created; critical="true" ones alert.',
+    ["task", "critical"],
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "bgjobs_reconcile_errors_total",
+    "Reconciliations that raised; retried on next event.",
+    ["kind"],
+    registry=REGISTRY,
+)
+WEBHOOK_FAILURES = Counter(
+    "bgjobs_alert_webhook_failures_total", "Alert webhook calls that failed.", registry=REGISTRY
+)
+PROGRESS_WRITES = Counter(
+    "bgjobs_progress_status_writes_total", "Status writes carrying progress.", registry=REGISTRY
+)
+
+
+class JobsCollector(Collector):
+    """bgjobs_jobs{phase,task,queue}: BackgroundJobs by phase right now (Pending = backlog)."""
+
+    def __init__(self, snapshot: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "bgjobs_jobs", "BackgroundJobs by current phase.", labels=["phase", "task", "queue"]
+        )
+        tally: Tally[tuple[str, str, str]] = Tally()
+        for bj in self.snapshot():
+            spec, status = bj.get("spec") or {}, bj.get("status") or {}
+            tally[
+                (
+                    status.get("phase") or "Pending",
+                    spec.get("task", ""),
+                    spec.get("queue", "default"),
+                )
+            ] += 1
+        for (phase, task, queue), n in sorted(tally.items()):
+            gauge.add_metric([phase, task, queue], n)
+        yield gauge

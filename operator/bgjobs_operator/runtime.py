@@ -1,0 +1,128 @@
+"""Process-wide state of a running operator: configuration, API access, the caches fed by
+the watch streams, and per-object locks. Handlers get it from `runtime.get()`."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from bgjobs_operator.config import OperatorConfig
+from bgjobs_operator.kubeapi import KubeApi
+
+Key = tuple[str, str]
+
+
+def rv(obj: dict[str, Any]) -> int:
+    """resourceVersion as a number, to tell the newer of two copies of one object (etcd
+    revisions grow monotonically; anything unparsable counts as oldest)."""
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def trim_job(job: dict[str, Any]) -> dict[str, Any]:
+    """What the operator needs of a batch Job; keeps memory flat with many jobs."""
+    md = job["metadata"]
+    return {
+        "metadata": {
+            k: md.get(k)
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "labels",
+                "ownerReferences",
+                "resourceVersion",
+                "deletionTimestamp",
+            )
+        },
+        "spec": {"suspend": (job.get("spec") or {}).get("suspend")},
+        "status": job.get("status") or {},
+    }
+
+
+def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
+    md = obj["metadata"]
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            k: md.get(k)
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "labels",
+                "annotations",
+                "ownerReferences",
+                "resourceVersion",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
+        },
+        "spec": obj.get("spec") or {},
+        "status": obj.get("status") or {},
+    }
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    api: KubeApi
+    redis: redis.Redis | None = None
+    jobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    backgroundjobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    schedules: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    _locks: defaultdict[str, threading.Lock] = field(
+        default_factory=lambda: defaultdict(threading.Lock)
+    )
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, uid: str) -> threading.Lock:
+        """One lock per object: BackgroundJob and Job events for one job may arrive on
+        different handler threads at once."""
+        with self._locks_guard:
+            return self._locks[uid]
+
+    def forget_lock(self, uid: str) -> None:
+        with self._locks_guard:
+            self._locks.pop(uid, None)
+
+    def remember(self, store: dict[Key, dict[str, Any]], obj: dict[str, Any]) -> dict[str, Any]:
+        """Keep the newest copy of obj (watch event or our own write's response)."""
+        md = obj["metadata"]
+        key = (md["namespace"], md["name"])
+        old = store.get(key)
+        if old is not None and old["metadata"].get("uid") == md.get("uid") and rv(old) > rv(obj):
+            return old
+        store[key] = obj
+        return obj
+
+    def read_redis(self, fn: Any, *args: Any) -> Any:
+        """Call a bgjobs_worker.redis_keys reader; None when Redis is absent or down."""
+        if self.redis is None:
+            return None
+        try:
+            return fn(self.redis, *args)
+        except (redis.RedisError, OSError):
+            return None
+
+
+_current: Runtime | None = None
+
+
+def install(rt: Runtime) -> None:
+    global _current
+    _current = rt
+
+
+def get() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the operator runtime is not installed (bgjobs_operator.main)")
+    return _current
