@@ -36,11 +36,11 @@ def main() -> int:
         cluster.down(opts.state_dir)
         print("devcluster down")
     elif opts.cmd == "status":
-        info = cluster.status(opts.state_dir)
-        if info is None:
+        running = cluster.status(opts.state_dir)
+        if running is None:
             print("devcluster is not running", file=sys.stderr)
             return 1
-        print(info.kubeconfig)
+        print(running.kubeconfig)
     elif opts.cmd == "logs":
         pod_dir = opts.state_dir.resolve() / "pods" / opts.namespace / opts.pod
         files = sorted(pod_dir.glob(f"{opts.container or '*'}.log"))

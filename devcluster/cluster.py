@@ -178,14 +178,14 @@ def _spawn(name: str, cmd: list[str], state: Path, env: dict[str, str] | None = 
     return proc.pid
 
 
-def _wait(what: str, check, timeout: float, state: Path, log: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(what: str, check, timeout: float, state: Path, log: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if check():
                 return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = exc
         time.sleep(0.2)
     tail = (state / "logs" / f"{log}.log").read_text(errors="replace")[-3000:]
@@ -224,7 +224,7 @@ def status(state_dir: Path) -> ClusterInfo | None:
         return None
     try:
         _https_ok(f"{info.server}/readyz", info.token, Path(state_dir, "pki", "ca.crt"))
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not yet"
         return None
     return info
 
@@ -385,13 +385,13 @@ def _audit_policy(state_dir: Path) -> Path:
     return path
 
 
-def _get_json(info: ClusterInfo, path: str) -> dict:  # type: ignore[type-arg]
+def _get_json(info: ClusterInfo, path: str) -> dict:
     ctx = ssl.create_default_context(cafile=str(Path(info.state_dir, "pki", "ca.crt")))
     req = urllib.request.Request(
         info.server + path, headers={"Authorization": f"Bearer {info.token}"}
     )
     with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
+        return json.loads(resp.read())
 
 
 def _node_ready(info: ClusterInfo) -> bool:

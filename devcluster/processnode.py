@@ -286,7 +286,7 @@ class PodRun:
         while True:
             try:
                 argv, env, cwd = self.prepare(container)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
                 return 128, f"process node cannot start container: {exc}"
             tm_file = self.dir / f"{name}.termination-log"
             tm_file.write_text("")
@@ -359,7 +359,7 @@ class PodRun:
                 else:
                     value = self._lookup(ns, vf, item["name"])
                     if value is not None:
-                        env[item["name"]] = value  # type: ignore[assignment]
+                        env[item["name"]] = value
             else:
                 env[item["name"]] = expand(item.get("value", ""), env)
         command = [expand(a, env) for a in container.get("command", [])]

@@ -9,13 +9,13 @@ YAML in crds/ (see crdgen.py). Field descriptions become `kubectl explain` text,
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 GROUP = "bgjobs.dev"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "bgjobs.dev/v1alpha1"
 CATEGORY = "bgjobs"
 
 # The BackgroundJob's name is also its batch Job's name, and Job names end up in a label
@@ -301,7 +301,7 @@ class BackgroundJob(Model):
 
     apiVersion: Literal["bgjobs.dev/v1alpha1"] = API_VERSION
     kind: Literal["BackgroundJob"] = "BackgroundJob"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)  # type: ignore[arg-type]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: BackgroundJobSpec
     status: BackgroundJobStatus | None = None
 
@@ -397,7 +397,7 @@ class JobSchedule(Model):
 
     apiVersion: Literal["bgjobs.dev/v1alpha1"] = API_VERSION
     kind: Literal["JobSchedule"] = "JobSchedule"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)  # type: ignore[arg-type]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: JobScheduleSpec
     status: JobScheduleStatus | None = None
 
@@ -468,6 +468,6 @@ class DeadLetter(Model):
 
     apiVersion: Literal["bgjobs.dev/v1alpha1"] = API_VERSION
     kind: Literal["DeadLetter"] = "DeadLetter"
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)  # type: ignore[arg-type]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: DeadLetterSpec
     status: DeadLetterStatus | None = None

@@ -27,7 +27,7 @@ def _plain(body: Any) -> dict[str, Any]:
         return {k: _plain(v) for k, v in body.items()}
     if isinstance(body, list | tuple):
         return [_plain(v) for v in body]  # type: ignore[return-value]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _guard(kind: str, fn: Any, *args: Any) -> None:
@@ -41,7 +41,7 @@ def _guard(kind: str, fn: Any, *args: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "backgroundjobs")
-def on_backgroundjob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+def on_backgroundjob(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     rt = runtime.get()
     bj = trim_object(_plain(body))
     key = (bj["metadata"]["namespace"], bj["metadata"]["name"])
@@ -57,7 +57,7 @@ def on_backgroundjob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def on_job(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+def on_job(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     rt = runtime.get()
     job = trim_job(_plain(body))
     key = (job["metadata"]["namespace"], job["metadata"]["name"])
@@ -80,14 +80,14 @@ def on_job(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "deadletters")
-def on_deadletter(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+def on_deadletter(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return
     _guard("DeadLetter", deadletter.reconcile, runtime.get(), _plain(body))
 
 
 @kopf.on.event(GROUP, VERSION, "jobschedules")
-def on_jobschedule(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+def on_jobschedule(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     rt = runtime.get()
     sched = trim_object(_plain(body))
     key = (sched["metadata"]["namespace"], sched["metadata"]["name"])
@@ -99,7 +99,7 @@ def on_jobschedule(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED)
-def on_cronjob(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+def on_cronjob(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return
     rt = runtime.get()

@@ -36,9 +36,11 @@ def load_client() -> client.ApiClient:
 
 class KubeApi:
     def __init__(self, api_client: client.ApiClient) -> None:
-        self.core = client.CoreV1Api(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+        # Typed as Any: the operator passes plain dict manifests, which the generated
+        # client accepts at run time but its annotations do not describe.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.batch: Any = client.BatchV1Api(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
         self.api_client = api_client
 
     # --- batch ---------------------------------------------------------------------------
@@ -80,7 +82,7 @@ class KubeApi:
     def patch_status(
         self, kind: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(  # type: ignore[no-any-return]
+        return self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURALS[kind], name, {"status": patch}
         )
 
@@ -150,4 +152,4 @@ class KubeApi:
             )
 
     def _dict(self, obj: Any) -> dict[str, Any]:
-        return self.api_client.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+        return self.api_client.sanitize_for_serialization(obj)

@@ -87,7 +87,7 @@ class ProgressPump:
                         exc,
                     )
                 self.stopping.wait(1.0)
-            except Exception:  # noqa: BLE001 - the pump must never die
+            except Exception:
                 log.exception("progress pump error")
                 self.stopping.wait(1.0)
 

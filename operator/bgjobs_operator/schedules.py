@@ -10,8 +10,8 @@ from typing import Any
 from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, Phase
 from bgjobs.schedule import next_fire_times, parse_schedule, validate_time_zone
 from bgjobs_operator import labels
-from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.conditions import set_condition
+from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.jobspec import job_labels, job_spec, owner_reference
 
 SPEC_HASH = "bgjobs.dev/spec-hash"

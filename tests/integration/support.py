@@ -26,7 +26,7 @@ def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: flo
             if result:
                 return result
             last = result
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

@@ -1,0 +1,1 @@
+"""bgjobs: Kubernetes-native background jobs (BackgroundJob and JobSchedule resources)."""

@@ -1,0 +1,110 @@
+"""Example tasks for the demo and the integration tests.
+
+A worker image picks them up with ``BGJOBS_TASK_MODULES=examples.tasks``; each task is
+looked up by the name given in its decorator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from bgjobs_worker import PermanentError, TaskContext, WorkerShutdown, task
+
+log = logging.getLogger(__name__)
+
+
+@task(name="examples.noop")
+def noop() -> None:
+    return None
+
+
+@task(name="examples.add")
+def add(x: float, y: float) -> float:
+    return x + y
+
+
+@task(name="examples.progress", bind=True)
+def progress(ctx: TaskContext, steps: int = 10, delay: float = 0.2) -> dict[str, int]:
+    for step in range(1, steps + 1):
+        time.sleep(delay)
+        ctx.progress(current=step, total=steps, stage="working", message=f"step {step}/{steps}")
+    return {"steps": steps}
+
+
+@task(name="examples.flaky", bind=True, retry_on=(ConnectionError,))
+def flaky(ctx: TaskContext, fail_times: int = 1) -> dict[str, int]:
+    """Fails with a retryable error on its first ``fail_times`` attempts."""
+    if ctx.attempt <= fail_times:
+        raise ConnectionError(f"upstream unavailable (attempt {ctx.attempt})")
+    return {"attempt": ctx.attempt}
+
+
+@task(name="examples.permanent")
+def permanent() -> None:
+    raise PermanentError("bad input")
+
+
+@task(name="examples.always_fails")
+def always_fails() -> None:
+    raise RuntimeError("boom")
+
+
+@task(name="examples.sleep")
+def sleep(seconds: float = 30.0) -> dict[str, float]:
+    """Sleeps in small steps; a stand-in for long work that can be cancelled."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    except WorkerShutdown:
+        # Nothing half-written to undo here; a real task would release locks or roll back,
+        # then let the shutdown continue so the pod reports exit 143.
+        log.info("sleep interrupted by shutdown")
+        raise
+    return {"slept": seconds}
+
+
+@task(name="examples.soft_limit", soft_time_limit=0.5)
+def soft_limit(seconds: float = 5.0) -> None:
+    """Sleeps past its soft time limit without catching SoftTimeLimitExceeded (exit 4)."""
+    time.sleep(seconds)
+
+
+@task(name="examples.fallback", bind=True, retry_on=(ConnectionError,))
+def fallback(ctx: TaskContext) -> dict[str, bool]:
+    """The seed's "final retry uses fallback": the primary path fails until the last attempt."""
+    if not ctx.is_last_attempt:
+        raise ConnectionError("primary processor unavailable")
+    log.warning("primary processor failed on every attempt, using fallback")
+    return {"fallback": True}
+
+
+@task(name="examples.export", bind=True, permanent_on=(ValueError,))
+def export(
+    ctx: TaskContext, total_records: int = 5000, batch_size: int = 1000, delay: float = 0.05
+) -> dict[str, Any]:
+    """Batch export like the seed's ``process_batch_export``: one progress report per chunk."""
+    if total_records < 0 or batch_size <= 0:
+        raise ValueError("total_records must be >= 0 and batch_size > 0")
+    exported = 0
+    parts = 0
+    ctx.progress(current=0, total=total_records, stage="exporting")
+    while exported < total_records:
+        chunk = min(batch_size, total_records - exported)
+        time.sleep(delay)  # stands in for fetching and converting a batch of records
+        exported += chunk
+        parts += 1
+        ctx.progress(
+            current=exported,
+            total=total_records,
+            stage="exporting",
+            message=f"{exported}/{total_records} records",
+        )
+    ctx.progress(current=total_records, total=total_records, stage="uploading")
+    return {
+        "records": exported,
+        "parts": parts,
+        "url": f"s3://exports/{ctx.namespace or 'local'}/{ctx.job_name or 'export'}.csv",
+    }

@@ -1,0 +1,210 @@
+"""Progress snapshots, their Redis encoding, and the never-failing, paced Redis writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bgjobs_worker import redis_keys
+from bgjobs_worker.context import JobIdentity, TaskContext
+from bgjobs_worker.progress import MAX_MESSAGE_CHARS, build_progress, compute_percent
+from bgjobs_worker.progress_writer import ProgressWriter
+from bgjobs_worker.redis_store import RedisStore
+from bgjobs_worker.timestamps import rfc3339
+
+
+@pytest.mark.parametrize(
+    ("current", "total", "percent", "expected"),
+    [
+        (3, 10, None, 30.0),
+        (1, 3, None, 33.3),
+        (2, 3, None, 66.7),
+        (10, 10, None, 100.0),
+        (12, 10, None, 100.0),  # over-reporting is clamped, not shown as 120 %
+        (-1, 10, None, 0.0),
+        (3, 0, None, None),  # unknown total: no percent rather than a division error
+        (3, None, None, None),
+        (None, None, 42, 42.0),
+        (3, 10, 75, 75.0),  # an explicit percent wins (multi-stage tasks weight stages)
+        (None, None, float("nan"), None),
+    ],
+)
+def test_compute_percent(
+    current: float | None, total: float | None, percent: float | None, expected: float | None
+) -> None:
+    assert compute_percent(current, total, percent) == expected
+
+
+@given(st.integers(0, 10**9), st.integers(1, 10**9))
+def test_percent_is_always_between_0_and_100(current: int, total: int) -> None:
+    value = compute_percent(current, total, None)
+    assert value is not None
+    assert 0.0 <= value <= 100.0
+
+
+def test_build_progress_snapshot() -> None:
+    now = datetime(2025, 1, 31, 12, 0, 0, 123456, tzinfo=UTC)
+    snapshot = build_progress(attempt=2, current=3, total=10, stage="rows", message="3/10", now=now)
+    assert snapshot == {
+        "current": 3,
+        "total": 10,
+        "percent": 30.0,
+        "stage": "rows",
+        "message": "3/10",
+        "updatedAt": "2025-01-31T12:00:00.123Z",
+        "attempt": 2,
+    }
+
+
+def test_long_messages_are_capped() -> None:
+    snapshot = build_progress(attempt=1, message="m" * (MAX_MESSAGE_CHARS * 2))
+    assert len(snapshot["message"]) == MAX_MESSAGE_CHARS
+    assert snapshot["message"].endswith("...")
+
+
+def test_rfc3339_is_utc_with_milliseconds() -> None:
+    assert rfc3339(datetime(2025, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)) == "2025-01-02T03:04:05.006Z"
+    assert rfc3339().endswith("Z")
+
+
+def test_context_progress_reports_snapshots_and_never_raises() -> None:
+    seen: list[dict[str, Any]] = []
+    ctx = TaskContext(task_name="t", attempt=3, report=seen.append)
+    ctx.progress(current=1, total=4, stage="a")
+    assert [(s["percent"], s["stage"], s["attempt"]) for s in seen] == [(25.0, "a", 3)]
+
+    def broken(_snapshot: dict[str, Any]) -> None:
+        raise RuntimeError("sink down")
+
+    TaskContext(task_name="t", report=broken).progress(current=1)
+    TaskContext(task_name="t", report=seen.append).progress(current="x", total=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_retries", "known", "last"),
+    [
+        (1, 0, True, True),
+        (1, 2, True, False),
+        (2, 2, True, False),
+        (3, 2, True, True),
+        (4, 2, True, True),  # an evicted pod counted an extra attempt
+        (1, 2, False, False),  # unknown attempt: do not give up on retries early
+        (1, 0, False, True),  # ...unless there are none to give up
+    ],
+)
+def test_is_last_attempt(attempt: int, max_retries: int, known: bool, last: bool) -> None:
+    ctx = TaskContext(task_name="t", attempt=attempt, max_retries=max_retries, attempt_known=known)
+    assert ctx.is_last_attempt is last
+
+
+def test_redis_keys_are_namespaced_per_job_uid() -> None:
+    assert redis_keys.attempts_key("ns", "u-1") == "bgjobs:ns:u-1:attempts"
+    assert redis_keys.progress_key("ns", "u-1") == "bgjobs:ns:u-1:progress"
+    assert redis_keys.result_key("ns", "u-1") == "bgjobs:ns:u-1:result"
+    assert redis_keys.job_keys("ns", "u") == [
+        "bgjobs:ns:u:attempts",
+        "bgjobs:ns:u:progress",
+        "bgjobs:ns:u:result",
+    ]
+    assert redis_keys.PROGRESS_CHANNEL == "bgjobs:progress"
+    assert redis_keys.progress_notice("ns", "job") == "ns/job"
+    assert redis_keys.parse_progress_notice(b"ns/job") == ("ns", "job")
+    assert redis_keys.parse_progress_notice("garbage") is None
+
+
+def test_progress_survives_the_hash_encoding() -> None:
+    snapshot = build_progress(attempt=2, current=2.5, total=10, stage="s", message="m")
+    fields = redis_keys.encode_progress(snapshot)
+    assert all(isinstance(v, str) for v in fields.values())
+    raw = {k.encode(): v.encode() for k, v in fields.items()}  # what HGETALL returns
+    assert redis_keys.decode_progress(raw) == snapshot
+
+
+def test_absent_progress_fields_decode_as_none() -> None:
+    fields = redis_keys.encode_progress(build_progress(attempt=1, stage="only"))
+    assert set(fields) == {"stage", "updatedAt", "attempt"}
+    decoded = redis_keys.decode_progress(fields)
+    assert decoded is not None
+    assert decoded["current"] is None
+    assert decoded["percent"] is None
+    assert redis_keys.decode_progress({}) is None
+
+
+def test_decode_result() -> None:
+    assert redis_keys.decode_result(None) is None
+    assert redis_keys.decode_result(b"{oops") is None
+    assert redis_keys.decode_result('{"status": "SUCCESS", "result": 1}') == {
+        "status": "SUCCESS",
+        "result": 1,
+    }
+
+
+class DeadRedis:
+    """Stands in for a client whose every command fails, counting the tries."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def pipeline(self, transaction: bool = True) -> DeadRedis:
+        self.calls += 1
+        raise ConnectionError("connection refused")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_dead_redis_is_tried_at_most_once_per_interval() -> None:
+    client, clock = DeadRedis(), FakeClock()
+    store = RedisStore(client, JobIdentity("ns", "job", "uid"), retry_interval=1.0, clock=clock)
+    snapshot = build_progress(attempt=1, current=1)
+    for _ in range(1000):
+        assert store.write_progress(snapshot) is False
+    assert client.calls == 1
+    clock.now += 0.5
+    store.write_progress(snapshot)
+    assert client.calls == 1
+    clock.now += 0.6
+    store.write_progress(snapshot)
+    assert client.calls == 2
+    # The final result is tried even inside the quiet period: it is written once and matters.
+    assert store.write_result({"status": "SUCCESS"}, 60) is False
+    assert client.calls == 3
+    assert store.next_attempt() is None
+
+
+def test_progress_writer_sends_the_latest_snapshot_and_paces_writes() -> None:
+    written: list[int] = []
+    release = threading.Event()
+
+    def slow_write(snapshot: dict[str, Any]) -> None:
+        release.wait(5)
+        written.append(snapshot["current"])
+
+    writer = ProgressWriter(slow_write, min_interval=0.05)
+    started = time.monotonic()
+    for i in range(1, 1001):
+        writer.submit({"current": i})
+    assert time.monotonic() - started < 1.0  # the task is not held up by the writes
+    release.set()
+    writer.close(timeout=5)
+    assert written[-1] == 1000
+    assert len(written) <= 3  # coalesced: the first, maybe one in between, the last
+    writer.submit({"current": 1001})  # after close: dropped, and no new thread
+    assert written[-1] == 1000
+
+
+def test_progress_writer_without_reports_starts_no_thread() -> None:
+    before = threading.active_count()
+    ProgressWriter(lambda _s: None).close()
+    assert threading.active_count() == before

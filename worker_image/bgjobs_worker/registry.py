@@ -1,0 +1,165 @@
+"""The ``@task`` decorator and the process-wide registry of task names.
+
+A worker pod runs one task, chosen by name from the BackgroundJob spec, so names are the
+contract between users' manifests and their code: registering a second function under a
+taken name is an error rather than a silent replacement.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, overload
+
+from bgjobs_worker.context import TaskContext, active_context
+from bgjobs_worker.errors import (
+    InvalidArguments,
+    TaskAlreadyRegistered,
+    TaskImportError,
+    TaskNotRegistered,
+)
+from bgjobs_worker.retry_policy import Matcher, RetryPolicy
+
+_registry: dict[str, Task] = {}
+
+
+class Task:
+    """A registered function plus the defaults the BackgroundJob spec may override."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        bind: bool = False,
+        retry_on: Iterable[Matcher] = (),
+        permanent_on: Iterable[Matcher] = (),
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.bind = bind
+        self.policy = RetryPolicy(tuple(retry_on), tuple(permanent_on))
+        self.soft_time_limit = soft_time_limit
+        self.time_limit = time_limit
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now, as Celery does when a task is called directly."""
+        if not self.bind:
+            return self.fn(*args, **kwargs)
+        ctx = active_context() or TaskContext(task_name=self.name, args=list(args), kwargs=kwargs)
+        return self.fn(ctx, *args, **kwargs)
+
+    def bind_arguments(
+        self, ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments:
+        """Check the job's arguments against the signature before running anything.
+
+        Doing it up front tells a bad spec (permanent) apart from a TypeError raised by a
+        bug inside the task (which the retry policy decides on).
+        """
+        call_args = [ctx, *args] if self.bind else list(args)
+        try:
+            return inspect.signature(self.fn).bind(*call_args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"arguments do not fit {self.name}: {exc}") from exc
+
+
+def register(new: Task) -> Task:
+    existing = _registry.get(new.name)
+    if existing is not None and not _same_function(existing.fn, new.fn):
+        raise TaskAlreadyRegistered(
+            f"task name {new.name!r} is already taken by "
+            f"{existing.fn.__module__}.{existing.fn.__qualname__}"
+        )
+    _registry[new.name] = new
+    return new
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # importlib.reload() re-creates the function object: same module and qualname is the same
+    # task, not a clash.
+    return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def unregister(name: str) -> None:
+    """Forget a task (for tests that register throwaway tasks)."""
+    _registry.pop(name, None)
+
+
+def registered_tasks() -> dict[str, Task]:
+    return dict(_registry)
+
+
+def get_task(name: str) -> Task:
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry)[:20]) or "none"
+        raise TaskNotRegistered(
+            f"no task named {name!r} is registered (known: {known}); "
+            "is its module listed in BGJOBS_TASK_MODULES?"
+        ) from None
+
+
+def import_task_modules(modules: Iterable[str]) -> None:
+    """Import the user's modules so that their ``@task`` decorators run."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise TaskImportError(
+                f"cannot import task module {module!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> Task: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    bind: bool = False,
+    retry_on: Iterable[Matcher] = (),
+    permanent_on: Iterable[Matcher] = (),
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
+) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    bind: bool = False,
+    retry_on: Iterable[Matcher] = (),
+    permanent_on: Iterable[Matcher] = (),
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
+) -> Task | Callable[[Callable[..., Any]], Task]:
+    """Register a function as a task; use bare (``@task``) or with options (``@task(...)``)."""
+
+    def decorate(f: Callable[..., Any]) -> Task:
+        return register(
+            Task(
+                f,
+                name=name,
+                bind=bind,
+                retry_on=retry_on,
+                permanent_on=permanent_on,
+                soft_time_limit=soft_time_limit,
+                time_limit=time_limit,
+            )
+        )
+
+    return decorate(fn) if fn is not None else decorate
