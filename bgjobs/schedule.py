@@ -88,6 +88,10 @@ _MAX_MONTH_DAYS: Mapping[int, int] = {
 
 _TZ_PREFIX_RE = re.compile(r"(?i)^(CRON_)?TZ=")
 
+# The Gregorian calendar repeats every 400 years, so a day pattern not seen within that span
+# never occurs. Parsing already rejects such patterns; this bound is a backstop for the search.
+_SEARCH_YEARS = 400
+
 
 @dataclass(frozen=True)
 class _Field:
@@ -206,7 +210,8 @@ def next_fire_times(
 
     The search walks only matching months, days, hours and minutes, so sparse schedules such
     as ``0 0 29 2 *`` cost a handful of steps per year, not one step per minute. Fewer than
-    ``count`` times are returned only if the search reaches the year 9999.
+    ``count`` times are returned only if the search reaches the year 9999 (or, defensively,
+    finds nothing for 400 years).
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError("after must be a timezone-aware datetime")
@@ -341,7 +346,7 @@ def _parse_cron(schedule: str) -> tuple[_CronSpec, str]:
         hours=tuple(sorted(hour.values)),
         days_of_month=dom.values,
         months=tuple(sorted(month.values)),
-        days_of_week=dow.values,
+        days_of_week=frozenset(v % 7 for v in dow.values),
         dom_star=dom.star,
         dow_star=dow.star,
     )
@@ -489,7 +494,7 @@ def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
 
 def _matching_days(spec: _CronSpec, start: date) -> Iterator[date]:
     """Matching dates from ``start`` on, visiting only the months the schedule selects."""
-    for year in range(start.year, MAXYEAR + 1):
+    for year in range(start.year, min(start.year + _SEARCH_YEARS, MAXYEAR) + 1):
         for month in spec.months:
             if (year, month) < (start.year, start.month):
                 continue

@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, config
 
 from devcluster import bins, cluster
-from tests.integration.support import RedisServer, wait_for
+from tests.integration.support import BgJobs, OperatorProcess, RedisServer, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +88,38 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl):  # type: ignore[no-untyped-def]
+    """The generated CRDs installed and established."""
+    root = Path(__file__).resolve().parents[2]
+    kubectl("apply", "-f", str(root / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=bgjobs",
+    )
+    return root / "crds"
+
+
+@pytest.fixture(scope="session")
+def operator(
+    devcluster: cluster.ClusterInfo, redis_server: RedisServer, crds: Path
+) -> Iterator[OperatorProcess]:
+    log_dir = Path(devcluster.state_dir) / "logs"
+    proc = OperatorProcess(devcluster.kubeconfig, redis_server.url, log_dir)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def bgjobs(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> BgJobs:
+    """Create and read bgjobs resources in this test's namespace."""
+    return BgJobs(client.CustomObjectsApi(api_client), namespace)

@@ -111,3 +111,150 @@ def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
+
+
+class OperatorProcess:
+    """The real operator as a subprocess (python -m bgjobs_operator), killable at will."""
+
+    def __init__(
+        self,
+        kubeconfig: str,
+        redis_url: str,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.extra_env = extra_env or {}
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        import sys
+
+        self.starts += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "BGJOBS_REDIS_URL": self.redis_url,
+            "BGJOBS_TASK_MODULES": "examples.tasks",
+            "BGJOBS_METRICS_PORT": str(self.metrics_port),
+            "BGJOBS_HEALTH_PORT": str(self.health_port),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            **self.extra_env,
+        }
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bgjobs_operator"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        import urllib.request
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "operator exited"
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+            ) as resp:
+                return bool(resp.status == 200)
+
+        wait_for(healthy, timeout=60, what="operator liveness endpoint")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as resp:
+            return str(resp.read().decode())
+
+    def log_text(self) -> str:
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log"))
+        )
+
+
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+class BgJobs:
+    """bgjobs custom resources in one namespace, through the real API server."""
+
+    group, version = "bgjobs.dev", "v1alpha1"
+
+    def __init__(self, custom: Any, namespace: str) -> None:
+        self.custom = custom
+        self.namespace = namespace
+
+    def submit(
+        self,
+        name: str,
+        task: str,
+        *,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "BackgroundJob",
+            "metadata": {"name": name},
+            "spec": {"task": task, "args": args or [], "kwargs": kwargs or {}, **spec},
+        }
+        return self.create("backgroundjobs", body)
+
+    def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.custom.create_namespaced_custom_object(
+                self.group, self.version, self.namespace, plural, body
+            )
+        )
+
+    def get(self, name: str, plural: str = "backgroundjobs") -> dict[str, Any]:
+        return dict(
+            self.custom.get_namespaced_custom_object(
+                self.group, self.version, self.namespace, plural, name
+            )
+        )
+
+    def list(self, plural: str) -> list[dict[str, Any]]:
+        return list(
+            self.custom.list_namespaced_custom_object(
+                self.group, self.version, self.namespace, plural
+            )["items"]
+        )
+
+    def patch(self, name: str, patch: dict[str, Any], plural: str = "backgroundjobs") -> None:
+        self.custom.patch_namespaced_custom_object(
+            self.group, self.version, self.namespace, plural, name, patch
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 120) -> dict[str, Any]:
+        wanted = phases or TERMINAL
+
+        def reached() -> dict[str, Any] | None:
+            st = self.status(name)
+            return st if st.get("phase") in wanted else None
+
+        return wait_for(reached, timeout=timeout, what=f"{name} to reach {wanted}")
