@@ -315,6 +315,13 @@ class ConcurrencyPolicy(StrEnum):
     REPLACE = "Replace"
 
 
+# Intervals cron can express: minutes dividing an hour, whole hours dividing a day, a day.
+EVEN_INTERVALS = "|".join(
+    [f"{m}m" for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720)]
+    + [f"{h}h" for h in (1, 2, 3, 4, 6, 8, 12, 24)]
+    + ["1440m", "1d", "60s"]
+)
+
 SCHEDULE_SYNTAX = (
     r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
     r"every\s+\S.*|"
@@ -354,6 +361,13 @@ class JobScheduleSpec(Model):
             (
                 "!self.schedule.startsWith('TZ') && !self.schedule.startsWith('CRON_TZ')",
                 "put the time zone in spec.timeZone, not in the schedule",
+            ),
+            (
+                "!self.schedule.matches('^every\\\\s+[0-9]+[smhd]$') || "
+                f"self.schedule.matches('^every\\\\s+({EVEN_INTERVALS})$')",
+                "this interval cannot be expressed as a cron schedule: intervals must divide "
+                "an hour or a day evenly (e.g. every 15m, every 2h, every 1d); write a cron "
+                "expression instead",
             ),
         )
     )

@@ -100,10 +100,12 @@ def on_jobschedule(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED)
 def on_cronjob(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    if event.get("type") == "DELETED":
-        return
     rt = runtime.get()
     cron = _plain(body)
+    if event.get("type") == "DELETED":
+        rt.cronjobs.pop((cron["metadata"]["namespace"], cron["metadata"]["name"]), None)
+        return
+    rt.remember(rt.cronjobs, cron)
     schedule = (cron["metadata"].get("labels") or {}).get(labels.SCHEDULE)
     sched = rt.schedules.get((cron["metadata"]["namespace"], schedule or ""))
     if sched is not None:

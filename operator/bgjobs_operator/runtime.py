@@ -79,6 +79,7 @@ class Runtime:
     jobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
     backgroundjobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
     schedules: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    cronjobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _locks: defaultdict[str, threading.Lock] = field(
         default_factory=lambda: defaultdict(threading.Lock)
     )

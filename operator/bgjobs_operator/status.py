@@ -103,6 +103,10 @@ def desired_status(obs: Observation) -> dict[str, Any]:
         "attempts": attempts_of(job) or None,
     }
     if phase == Phase.PENDING:
+        if current.get("phase") in (Phase.RUNNING, Phase.RETRYING):
+            # Between a pod's end and the Job's final condition the Job shows no active
+            # pod for a moment; that is not a step back to Pending.
+            return dict(current)
         # Nothing new to say yet: the CRD default already shows Pending, and writing the
         # Job's name alone would cost an API write per job (README "API writes").
         return {**current, "phase": phase.value}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -126,7 +127,7 @@ def test_cancel_mid_run_kills_the_process(bgjobs: BgJobs, batch: client.BatchV1A
         what="the Job deleted",
     )
     assert not any(
-        marker in open(f"/proc/{p}/environ", errors="replace").read()
+        marker in Path(f"/proc/{p}/environ").read_text(errors="replace")
         for p in processes_with("bgjobs-worker")
     ), "worker process still running"
 

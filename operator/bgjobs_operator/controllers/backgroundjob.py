@@ -247,6 +247,7 @@ def _write(rt: Runtime, bj: dict[str, Any], desired: dict[str, Any]) -> None:
     if patch is None:
         return
     md = bj["metadata"]
+    log.debug("status patch for %s/%s: %s", md["namespace"], md["name"], patch)
     updated = rt.api.patch_status("BackgroundJob", md["namespace"], md["name"], patch)
     if rv(updated) > rv(bj):
         rt.remember(

@@ -39,11 +39,8 @@ def reconcile(rt: Runtime, sched: dict[str, Any], cron: dict[str, Any] | None = 
             manifest = build_cronjob(sched, spec, rt.config)
         except (ValidationError, ValueError) as exc:
             return _invalid(rt, sched, str(exc))
-        if (
-            cron is None
-            or cron["metadata"].get("annotations", {}).get(SPEC_HASH)
-            != manifest["metadata"]["annotations"][SPEC_HASH]
-        ):
+        cron = cron or rt.cronjobs.get((md["namespace"], md["name"]))
+        if cron is None or _hash(cron) != _hash(manifest):
             cron = _apply_cronjob(rt, manifest)
         runs = [
             bj
@@ -60,19 +57,30 @@ def reconcile(rt: Runtime, sched: dict[str, Any], cron: dict[str, Any] | None = 
         _write(rt, sched, desired)
 
 
+def _hash(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(SPEC_HASH)
+
+
 def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the CronJob, or bring an existing one to the manifest. The spec hash decides:
+    comparing specs would see the API server's defaults as differences and patch forever."""
     md = manifest["metadata"]
     try:
-        return rt.api._dict(rt.api.batch.create_namespaced_cron_job(md["namespace"], manifest))
+        created = rt.api._dict(rt.api.batch.create_namespaced_cron_job(md["namespace"], manifest))
+        return rt.remember(rt.cronjobs, created)
     except ApiException as exc:
         if exc.status != 409:
             raise
+    existing = rt.api._dict(rt.api.batch.read_namespaced_cron_job(md["name"], md["namespace"]))
+    if _hash(existing) == _hash(manifest):
+        return rt.remember(rt.cronjobs, existing)
     # It exists with an older spec: replace what we own, keep what the controller owns.
     patch = {
         "metadata": {"annotations": md["annotations"], "labels": md["labels"]},
         "spec": manifest["spec"],
     }
-    return rt.api._dict(rt.api.batch.patch_namespaced_cron_job(md["name"], md["namespace"], patch))
+    patched = rt.api.batch.patch_namespaced_cron_job(md["name"], md["namespace"], patch)
+    return rt.remember(rt.cronjobs, rt.api._dict(patched))
 
 
 def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
