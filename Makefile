@@ -38,6 +38,9 @@ cluster-up: venv cluster-bins ## start the demo devcluster (state in $(STATE))
 cluster-down: venv ## stop the demo devcluster, leaving no process behind
 	$(PY) -m devcluster --state-dir $(STATE) down
 
+demo: system-deps venv cluster-bins ## run the main job: devcluster + Redis + operator + examples, live progress
+	$(PY) -m devcluster.demo --state-dir $(STATE)
+
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,4 +57,4 @@ integration: venv system-deps cluster-bins ## integration tests on a fresh devcl
 test: system-deps venv cluster-bins lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(PY) -m pytest tests -q
 
-.PHONY: help system-deps venv cluster-bins cluster-up cluster-down lint typecheck unit integration test
+.PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test

@@ -143,7 +143,7 @@ KINDS: list[dict[str, Any]] = [
             column("Schedule", ".spec.schedule"),
             column("Suspended", ".spec.suspend", "boolean"),
             column("Last-Run", ".status.lastRun.phase"),
-            column("Next-Run", ".status.nextScheduleTime", "date"),
+            column("Next-Run", ".status.nextScheduleTime"),
             column("Task", ".spec.template.task", priority=1),
             AGE,
         ],
