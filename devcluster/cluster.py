@@ -416,9 +416,20 @@ def _pids_of(state_dir: Path) -> list[int]:
             env = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in env.split(b"\0"):
+        if marker in env.split(b"\0") or _cwd_inside(entry, state_dir):
             found.append(int(entry.name))
     return found
+
+
+def _cwd_inside(proc: Path, state_dir: Path) -> bool:
+    """Some servers (redis-server) overwrite their environment block with their process
+    title, so a process working in the state directory's services/ counts as ours too."""
+    try:
+        cwd = Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return False
+    services = state_dir / "services"
+    return cwd == services or services in cwd.parents
 
 
 def _stop(pids: list[int], grace: float) -> None:

@@ -71,7 +71,7 @@ class Demo:
 
     def start_redis(self) -> None:
         say(f"starting redis-server on 127.0.0.1:{self.redis_port}")
-        workdir = self.state / "redis"
+        workdir = self.state / "services" / "redis"
         workdir.mkdir(parents=True, exist_ok=True)
         pidfile = workdir / "redis.pid"
         if pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists():
