@@ -13,6 +13,11 @@ Users may write:
 * an interval such as ``every 15m`` / ``every 2 hours``, which is turned into cron when cron can
   express it evenly (cron matches wall-clock fields, so "every 90 minutes" is impossible).
 
+Checks are a little stricter than robfig/cron where it quietly accepts a likely mistake: empty
+list items (``1,,2``), a step that can match only one value (``*/90``), and dates that never
+occur (``0 0 30 2 *``). Day-of-week 7 (Sunday, as in most crons) is accepted and rewritten to 0,
+which is all robfig/cron knows.
+
 :func:`next_fire_times` predicts the fire times the way the CronJob controller evaluates the
 schedule (robfig/cron semantics), for status fields, ``kubectl bgjobs`` output and tests.
 
@@ -135,15 +140,18 @@ _MINUTE, _HOUR, _DOM, _MONTH, _DOW = _FIELDS
 
 @dataclass(frozen=True)
 class _ParsedField:
-    """The values a field selects, and whether it counts as unrestricted ("star").
+    """The values a field (or one list item) selects, and whether it counts as a "star".
 
     robfig/cron calls a field a star when any list item is ``*`` or ``?`` without a step above 1.
     That matters for days: day-of-month and day-of-week combine with OR when both are
     restricted, with AND otherwise, so ``*/2`` (restricted) and ``*`` (star) behave differently.
+    ``aliased`` records that a value above the field's ``high`` was written (day-of-week 7),
+    which robfig/cron rejects even where a step skips it (``0-7/2``), so the field is rewritten.
     """
 
     values: frozenset[int]
     star: bool
+    aliased: bool
 
 
 @dataclass(frozen=True)
@@ -210,8 +218,8 @@ def next_fire_times(
 
     The search walks only matching months, days, hours and minutes, so sparse schedules such
     as ``0 0 29 2 *`` cost a handful of steps per year, not one step per minute. Fewer than
-    ``count`` times are returned only if the search reaches the year 9999 (or, defensively,
-    finds nothing for 400 years).
+    ``count`` times are returned only if the search runs past the year 9999 (or, defensively,
+    finds no matching day for 400 years).
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError("after must be a timezone-aware datetime")
@@ -225,7 +233,10 @@ def next_fire_times(
     # walking wall times in order from the minute of `after` yields instants in order. The few
     # candidates that are not strictly after `after` (the same minute, or the first pass of a
     # repeated hour when `after` lies in the second) are dropped.
-    start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
+    try:
+        start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
+    except OverflowError:  # `after` is at the very end of the calendar in this zone
+        return []
     fires: list[datetime] = []
     for wall in _wall_times(spec, start):
         instant = _first_instant(wall, zone)
@@ -351,23 +362,22 @@ def _parse_cron(schedule: str) -> tuple[_CronSpec, str]:
         dow_star=dow.star,
     )
     _check_day_exists(spec, texts[2])
-    if 7 in dow.values:
+    if dow.aliased:
         texts[4] = "*" if dow.star else _compact(spec.days_of_week)
     return spec, " ".join(texts)
 
 
 def _parse_field(text: str, field: _Field) -> _ParsedField:
     """A field is a comma-separated list; it selects the union of its items."""
-    values: set[int] = set()
-    star = False
-    for item in text.split(","):
-        item_values, item_star = _parse_item(item, text, field)
-        values |= item_values
-        star = star or item_star
-    return _ParsedField(frozenset(values), star)
+    items = [_parse_item(item, text, field) for item in text.split(",")]
+    return _ParsedField(
+        values=frozenset().union(*(item.values for item in items)),
+        star=any(item.star for item in items),
+        aliased=any(item.aliased for item in items),
+    )
 
 
-def _parse_item(item: str, text: str, field: _Field) -> tuple[set[int], bool]:
+def _parse_item(item: str, text: str, field: _Field) -> _ParsedField:
     """One list item: ``*``, ``?``, ``N``, ``A-B``, each optionally followed by ``/STEP``."""
     if not item:
         raise _field_error(field, f"empty list item in {_quote(text)}")
@@ -383,7 +393,7 @@ def _parse_item(item: str, text: str, field: _Field) -> tuple[set[int], bool]:
             raise _field_error(field, f"{_quote(item)} is not a value or a range like 1-5")
         start = _parse_value(bounds[0], field)
         # "N/step" runs from N to the end of the field, as in robfig/cron.
-        open_end = field.high if slash else start
+        open_end = max(field.high, start) if slash else start
         end = _parse_value(bounds[1], field) if len(bounds) == 2 else open_end
         if start > end:
             raise _field_error(
@@ -398,7 +408,11 @@ def _parse_item(item: str, text: str, field: _Field) -> tuple[set[int], bool]:
             f"step {step} in {_quote(item)} is larger than the range {start}-{end}, "
             f"so it would only ever match {start}",
         )
-    return set(range(start, end + 1, step)), star and step == 1
+    return _ParsedField(
+        values=frozenset(range(start, end + 1, step)),
+        star=star and step == 1,
+        aliased=end > field.high,
+    )
 
 
 def _parse_value(token: str, field: _Field) -> int:
@@ -494,7 +508,10 @@ def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
 
 def _matching_days(spec: _CronSpec, start: date) -> Iterator[date]:
     """Matching dates from ``start`` on, visiting only the months the schedule selects."""
-    for year in range(start.year, min(start.year + _SEARCH_YEARS, MAXYEAR) + 1):
+    last_match_year = start.year
+    for year in range(start.year, MAXYEAR + 1):
+        if year - last_match_year > _SEARCH_YEARS:
+            return
         for month in spec.months:
             if (year, month) < (start.year, start.month):
                 continue
@@ -503,6 +520,7 @@ def _matching_days(spec: _CronSpec, start: date) -> Iterator[date]:
             for day_number in range(first, last + 1):
                 day = date(year, month, day_number)
                 if spec.matches_day(day):
+                    last_match_year = year
                     yield day
 
 
@@ -512,7 +530,10 @@ def _first_instant(wall: datetime, zone: tzinfo) -> datetime | None:
     ``fold=0`` picks the earlier of two occurrences; a wall time inside a DST gap does not
     survive the round trip through UTC.
     """
-    instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    try:
+        instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    except OverflowError:  # past 9999-12-31 in UTC
+        return None
     if instant.astimezone(zone).replace(tzinfo=None) != wall:
         return None
     return instant

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from devcluster import bins, cluster
 
@@ -193,7 +194,7 @@ class Demo:
         print("Stop everything (cluster, Redis, operator) with: make cluster-down")
 
 
-def _summary(name: str, status: dict) -> str:  # type: ignore[type-arg]
+def _summary(name: str, status: dict[str, Any]) -> str:
     phase = status.get("phase", "-")
     pct = (status.get("progress") or {}).get("percent")
     return f"{name}={phase}" + (f"({pct:.0f}%)" if pct is not None and phase != "Failed" else "")

@@ -68,6 +68,8 @@ def test_cron_whitespace_is_collapsed() -> None:
         ("0 0 * * 1-7", "0 0 * * 0-6"),
         ("0 0 * * 7,MON", "0 0 * * 0-1"),
         ("0 0 * * *,7", "0 0 * * *"),
+        ("0 0 * * 0-7/2", "0 0 * * 0,2,4,6"),  # 7 is written but stepped over
+        ("0 0 * * 7/1", "0 0 * * 0"),
     ],
 )
 def test_day_of_week_seven_is_rewritten_to_zero(text: str, expected: str) -> None:
@@ -482,6 +484,16 @@ def test_sparse_schedule_is_fast_enough_to_find() -> None:
 
 def test_search_stops_at_the_end_of_the_calendar() -> None:
     assert next_fire_times("0 0 1 1 *", utc(9999, 6, 1), count=2) == []
+
+
+def test_long_runs_are_not_cut_short() -> None:
+    fires = next_fire_times("@yearly", utc(2000, 6, 1), count=500)
+    assert len(fires) == 500
+    assert fires[-1] == utc(2500, 1, 1)
+
+
+def test_end_of_calendar_in_a_zone_ahead_of_utc() -> None:
+    assert next_fire_times("* * * * *", utc(9999, 12, 31, 23, 58), "Asia/Tokyo") == []
 
 
 def test_count_zero_returns_nothing() -> None:
