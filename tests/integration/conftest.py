@@ -15,7 +15,13 @@ import pytest
 from kubernetes import client, config
 
 from devcluster import bins, cluster
-from tests.integration.support import BgJobs, OperatorProcess, RedisServer, wait_for
+from tests.integration.support import (
+    AlertSink,
+    BgJobs,
+    OperatorProcess,
+    RedisServer,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -107,11 +113,26 @@ def crds(kubectl):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def alert_sink() -> Iterator[AlertSink]:
+    """An HTTP endpoint on loopback collecting the operator's webhook alerts."""
+    sink = AlertSink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
 def operator(
-    devcluster: cluster.ClusterInfo, redis_server: RedisServer, crds: Path
+    devcluster: cluster.ClusterInfo, redis_server: RedisServer, crds: Path, alert_sink: AlertSink
 ) -> Iterator[OperatorProcess]:
     log_dir = Path(devcluster.state_dir) / "logs"
-    proc = OperatorProcess(devcluster.kubeconfig, redis_server.url, log_dir)
+    proc = OperatorProcess(
+        devcluster.kubeconfig,
+        redis_server.url,
+        log_dir,
+        extra_env={"BGJOBS_WEBHOOK_URL": alert_sink.url},
+    )
     proc.start()
     try:
         yield proc

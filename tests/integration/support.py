@@ -258,3 +258,42 @@ class BgJobs:
             return st if st.get("phase") in wanted else None
 
         return wait_for(reached, timeout=timeout, what=f"{name} to reach {wanted}")
+
+
+class AlertSink:
+    """Collects JSON POSTs (the operator's critical-failure webhook) on a loopback port."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    @classmethod
+    def start(cls) -> AlertSink:
+        sink = cls()
+        sink.thread.start()
+        return sink
+
+    def stop(self) -> None:
+        self.server.shutdown()
