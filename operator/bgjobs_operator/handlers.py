@@ -71,7 +71,7 @@ def on_job(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     if (
         schedule
         and event.get("type") != "DELETED"
-        and (bj is None or not backgroundjob._owned(job, bj))
+        and (bj is None or not backgroundjob.owns(job, bj))
     ):
         _guard("JobSchedule", jobschedule.adopt_run, rt, job)
         return

@@ -82,6 +82,23 @@ class KubeApi:
 
         return list(json.loads(pods.data).get("items", []))
 
+    def create_cronjob(self, cronjob: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a CronJob; None when one of that name exists already."""
+        try:
+            return self._dict(
+                self.batch.create_namespaced_cron_job(cronjob["metadata"]["namespace"], cronjob)
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return None
+
+    def read_cronjob(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._dict(self.batch.read_namespaced_cron_job(name, namespace))
+
+    def patch_cronjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._dict(self.batch.patch_namespaced_cron_job(name, namespace, patch))
+
     # --- custom resources ----------------------------------------------------------------
     def patch_status(
         self, kind: str, namespace: str, name: str, patch: dict[str, Any]
@@ -104,6 +121,18 @@ class KubeApi:
         return self.custom.get_namespaced_custom_object(
             GROUP, VERSION, md["namespace"], plural, md["name"]
         ), False
+
+    def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURALS[kind], name
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def delete_custom(self, kind: str, namespace: str, name: str) -> None:
         try:

@@ -56,7 +56,7 @@ def _reconcile(rt: Runtime, bj: dict[str, Any]) -> None:
         return _invalid(rt, bj, f"spec is invalid: {exc}")
 
     job = rt.jobs.get((ns, name))
-    if job is not None and not _owned(job, bj):
+    if job is not None and not owns(job, bj):
         job = None if job["metadata"].get("deletionTimestamp") else job
     if spec.cancel:
         return _cancel(rt, bj, job)
@@ -64,7 +64,7 @@ def _reconcile(rt: Runtime, bj: dict[str, Any]) -> None:
         job = _create_or_find_job(rt, bj, spec)
         if job is None:
             return
-    if not _owned(job, bj):
+    if not owns(job, bj):
         return _invalid(
             rt,
             bj,
@@ -104,7 +104,7 @@ def _create_or_find_job(
         raise
 
 
-def _owned(job: dict[str, Any], bj: dict[str, Any]) -> bool:
+def owns(job: dict[str, Any], bj: dict[str, Any]) -> bool:
     uid = bj["metadata"]["uid"]
     if any(o.get("uid") == uid for o in job["metadata"].get("ownerReferences") or []):
         return True

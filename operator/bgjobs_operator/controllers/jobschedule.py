@@ -8,13 +8,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from bgjobs.api.v1alpha1 import JobScheduleSpec
 from bgjobs_operator import labels
 from bgjobs_operator import status as st
-from bgjobs_operator.controllers.backgroundjob import JOB_UID_ANNOTATION
+from bgjobs_operator.controllers import backgroundjob
 from bgjobs_operator.runtime import Runtime, trim_object
 from bgjobs_operator.schedules import (
     SPEC_HASH,
@@ -65,13 +64,10 @@ def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
     """Create the CronJob, or bring an existing one to the manifest. The spec hash decides:
     comparing specs would see the API server's defaults as differences and patch forever."""
     md = manifest["metadata"]
-    try:
-        created = rt.api._dict(rt.api.batch.create_namespaced_cron_job(md["namespace"], manifest))
+    created = rt.api.create_cronjob(manifest)
+    if created is not None:
         return rt.remember(rt.cronjobs, created)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    existing = rt.api._dict(rt.api.batch.read_namespaced_cron_job(md["name"], md["namespace"]))
+    existing = rt.api.read_cronjob(md["namespace"], md["name"])
     if _hash(existing) == _hash(manifest):
         return rt.remember(rt.cronjobs, existing)
     # It exists with an older spec: replace what we own, keep what the controller owns.
@@ -79,8 +75,7 @@ def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"annotations": md["annotations"], "labels": md["labels"]},
         "spec": manifest["spec"],
     }
-    patched = rt.api.batch.patch_namespaced_cron_job(md["name"], md["namespace"], patch)
-    return rt.remember(rt.cronjobs, rt.api._dict(patched))
+    return rt.remember(rt.cronjobs, rt.api.patch_cronjob(md["namespace"], md["name"], patch))
 
 
 def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
@@ -89,21 +84,12 @@ def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
     schedule = (jmd.get("labels") or {})[labels.SCHEDULE]
     sched = rt.schedules.get((jmd["namespace"], schedule))
     if sched is None:
-        try:
-            sched = trim_object(
-                rt.api.custom.get_namespaced_custom_object(
-                    "bgjobs.dev", "v1alpha1", jmd["namespace"], "jobschedules", schedule
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return  # the schedule is gone; its CronJob and Jobs follow
-            raise
-    bj, _ = rt.api.create_or_get(build_run(sched, job, JOB_UID_ANNOTATION))
-    bj = rt.remember(rt.backgroundjobs, trim_object(bj))
-    from bgjobs_operator.controllers import backgroundjob
-
-    backgroundjob.reconcile(rt, bj)
+        found = rt.api.get_custom("JobSchedule", jmd["namespace"], schedule)
+        if found is None:
+            return  # the schedule is gone; its CronJob and Jobs follow
+        sched = trim_object(found)
+    bj, _ = rt.api.create_or_get(build_run(sched, job, backgroundjob.JOB_UID_ANNOTATION))
+    backgroundjob.reconcile(rt, rt.remember(rt.backgroundjobs, trim_object(bj)))
 
 
 def _invalid(rt: Runtime, sched: dict[str, Any], message: str) -> None:
