@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 cluster-bins: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached by version)
 	bash devcluster/build-bins.sh
 
-cluster-up: venv cluster-bins ## start the demo devcluster (state in $(STATE))
+cluster-up: venv cluster-bins ## start the demo devcluster (state in .devcluster/demo; STATE=dir for another)
 	$(PY) -m devcluster --state-dir $(STATE) up
 
 cluster-down: venv ## stop the demo devcluster, leaving no process behind
