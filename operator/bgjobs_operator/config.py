@@ -23,6 +23,8 @@ class OperatorConfig:
     health_port: int = 8081
     progress_interval: float = 1.0
     peering: str | None = None
+    # queue -> most Jobs of that queue running at once in one namespace (unlisted: no limit)
+    queue_limits: dict[str, int] = field(default_factory=dict)
     max_result_bytes: int = 8192
     max_input_bytes: int = 32768
 
@@ -70,6 +72,12 @@ ENV_FLAGS: list[tuple[str, str, str]] = [
         "BGJOBS_PROGRESS_INTERVAL",
         "seconds between progress writes to one job's status (default 1.0)",
     ),
+    (
+        "--queue-limits",
+        "BGJOBS_QUEUE_LIMITS",
+        "per-queue concurrency, e.g. 'exports=2,default=50': at most N running Jobs of a queue "
+        "per namespace; the rest wait suspended",
+    ),
     ("--peering", "BGJOBS_PEERING", "kopf peering name for several replicas; empty: standalone"),
 ]
 
@@ -98,4 +106,16 @@ def parse(argv: list[str] | None = None) -> OperatorConfig:
             float(opts.progress_interval) if opts.progress_interval else defaults.progress_interval
         ),
         peering=opts.peering or None,
+        queue_limits=parse_queue_limits(opts.queue_limits),
     )
+
+
+def parse_queue_limits(text: str | None) -> dict[str, int]:
+    """'exports=2,default=50' -> {'exports': 2, 'default': 50}; refuses anything else."""
+    limits: dict[str, int] = {}
+    for item in _csv(text):
+        queue, sep, number = item.partition("=")
+        if not sep or not queue.strip() or not number.strip().isdigit() or int(number) < 1:
+            raise SystemExit(f"--queue-limits: {item!r} is not QUEUE=N with N >= 1")
+        limits[queue.strip()] = int(number)
+    return limits

@@ -13,8 +13,8 @@ from typing import Any
 import kopf
 
 from bgjobs.api.v1alpha1 import GROUP, VERSION
-from bgjobs_operator import labels, metrics, runtime
-from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule
+from bgjobs_operator import labels, metrics, queues, runtime
+from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule, queue
 from bgjobs_operator.runtime import trim_job, trim_object
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ def on_job(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
             rt.jobs.pop(key, None)
     else:
         rt.remember(rt.jobs, job)
+    if rt.config.queue_limits:
+        _guard("Queue", queue.admit, rt, key[0], queues.queue_of(job))
     schedule = (job["metadata"].get("labels") or {}).get(labels.SCHEDULE)
     bj = rt.backgroundjobs.get(key)
     if (

@@ -145,6 +145,10 @@ def job_spec(
         spec["activeDeadlineSeconds"] = t.activeDeadlineSeconds
     if t.ttlSecondsAfterFinished is not None:
         spec["ttlSecondsAfterFinished"] = t.ttlSecondsAfterFinished
+    if t.queue in config.queue_limits:
+        # Queued: the operator resumes it when its queue has room (queues.py). A suspended
+        # Job has no pods and its activeDeadlineSeconds clock has not started.
+        spec["suspend"] = True
     return spec
 
 

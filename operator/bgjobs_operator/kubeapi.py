@@ -74,6 +74,9 @@ class KubeApi:
             if exc.status != 404:
                 raise
 
+    def resume_job(self, namespace: str, name: str) -> None:
+        self.batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})
+
     def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(
             namespace, label_selector=f"{labels.JOB_NAME_LABEL}={job_name}", _preload_content=False

@@ -11,8 +11,8 @@ import redis
 from prometheus_client import start_http_server
 
 from bgjobs_operator import config as config_mod
-from bgjobs_operator import handlers, metrics, runtime
-from bgjobs_operator.controllers import backgroundjob, jobschedule
+from bgjobs_operator import handlers, metrics, queues, runtime
+from bgjobs_operator.controllers import backgroundjob, jobschedule, queue
 from bgjobs_operator.kubeapi import KubeApi, load_client
 from bgjobs_operator.progress import Key, ProgressPump
 from bgjobs_operator.runtime import Runtime, trim_object
@@ -63,6 +63,8 @@ def _resync(rt: Runtime, stop: threading.Event) -> None:
             handlers._guard("BackgroundJob", backgroundjob.reconcile, rt, bj)
         for sched in list(rt.schedules.values()):
             handlers._guard("JobSchedule", jobschedule.reconcile, rt, sched)
+        for namespace, name in {(k[0], queues.queue_of(j)) for k, j in list(rt.jobs.items())}:
+            handlers._guard("Queue", queue.admit, rt, namespace, name)
 
 
 def main(argv: list[str] | None = None) -> None:

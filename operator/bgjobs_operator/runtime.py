@@ -38,6 +38,7 @@ def trim_job(job: dict[str, Any]) -> dict[str, Any]:
                 "labels",
                 "ownerReferences",
                 "resourceVersion",
+                "creationTimestamp",
                 "deletionTimestamp",
             )
         },
@@ -80,6 +81,7 @@ class Runtime:
     backgroundjobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
     schedules: dict[Key, dict[str, Any]] = field(default_factory=dict)
     cronjobs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    resumed: set[Key] = field(default_factory=set)  # queued Jobs resumed, not yet seen so
     _locks: defaultdict[str, threading.Lock] = field(
         default_factory=lambda: defaultdict(threading.Lock)
     )

@@ -131,7 +131,7 @@ def operator(
         devcluster.kubeconfig,
         redis_server.url,
         log_dir,
-        extra_env={"BGJOBS_WEBHOOK_URL": alert_sink.url},
+        extra_env={"BGJOBS_WEBHOOK_URL": alert_sink.url, "BGJOBS_QUEUE_LIMITS": "serial=1"},
     )
     proc.start()
     try:

@@ -1,0 +1,38 @@
+"""Per-queue concurrency (Celery's worker concurrency per queue, RQ's queues) the Kubernetes
+way: Jobs of a limited queue are created suspended, and the oldest waiting ones are resumed
+while fewer than the limit are running. Pure function; the Job controller does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bgjobs_operator import labels
+from bgjobs_operator.status import job_condition
+
+
+def queue_of(job: dict[str, Any]) -> str | None:
+    return (job["metadata"].get("labels") or {}).get(labels.QUEUE)
+
+
+def to_resume(
+    jobs: Iterable[dict[str, Any]],
+    limit: int,
+    just_resumed: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
+    """Names of the suspended Jobs to resume now, oldest first. `just_resumed` are Jobs
+    resumed moments ago whose update the watch has not delivered yet: they count as
+    running, so a burst of events cannot overshoot the limit."""
+    running, waiting = 0, []
+    for job in jobs:
+        if job_condition(job) is not None or job["metadata"].get("deletionTimestamp"):
+            continue
+        name = job["metadata"]["name"]
+        if job["spec"].get("suspend") and name not in just_resumed:
+            waiting.append(job)
+        else:
+            running += 1
+    waiting.sort(
+        key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"])
+    )
+    return [j["metadata"]["name"] for j in waiting[: max(0, limit - running)]]
