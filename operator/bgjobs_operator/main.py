@@ -14,7 +14,7 @@ from bgjobs_operator import config as config_mod
 from bgjobs_operator import handlers, metrics, queues, runtime
 from bgjobs_operator.controllers import backgroundjob, jobschedule, queue
 from bgjobs_operator.kubeapi import KubeApi, load_client
-from bgjobs_operator.progress import Key, ProgressPump
+from bgjobs_operator.progress import STATUS_FIELDS, Key, ProgressPump
 from bgjobs_operator.runtime import Runtime, trim_object
 from bgjobs_operator.status import is_terminal
 
@@ -45,7 +45,9 @@ def _progress_target(rt: Runtime, key: Key) -> tuple[str, dict[str, Any] | None]
 
 
 def _write_progress(rt: Runtime, key: Key, progress: dict[str, Any]) -> None:
-    updated = rt.api.patch_status("BackgroundJob", key[0], key[1], {"progress": progress})
+    # Every field, unset ones as null: a merge patch would otherwise keep an older message.
+    full = {k: progress.get(k) for k in STATUS_FIELDS}
+    updated = rt.api.patch_status("BackgroundJob", key[0], key[1], {"progress": full})
     metrics.PROGRESS_WRITES.inc()
     rt.remember(rt.backgroundjobs, trim_object(updated))
 

@@ -236,6 +236,15 @@ def is_terminal(bj: dict[str, Any]) -> bool:
 
 
 def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
-    """A JSON merge patch taking current to desired, or None when nothing changed."""
-    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    """A JSON merge patch taking current to desired, or None when nothing changed. A merge
+    patch merges nested objects, so fields that vanished from one (an older progress
+    message, say) are sent as null to remove them."""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if old == value:
+            continue
+        if isinstance(value, dict) and isinstance(old, dict):
+            value = {**dict.fromkeys(set(old) - set(value)), **value}
+        patch[key] = value
     return patch or None

@@ -136,3 +136,9 @@ def test_replay_names_fit_a_job_name() -> None:
     dl = {"metadata": {"name": "a" * 63, "namespace": "ns"}, "spec": {}}
     assert len(replay_name(dl, 100)) <= 63
     assert replay_name(dl, 1) != replay_name(dl, 2)
+
+
+def test_patch_removes_fields_that_vanished_from_nested_objects() -> None:
+    current = {"progress": {"current": 1, "message": "old"}, "phase": "Running"}
+    desired = {"progress": {"current": 2}, "phase": "Running"}
+    assert st.status_patch(current, desired) == {"progress": {"current": 2, "message": None}}
