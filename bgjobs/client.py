@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from bgjobs.api.names import replay_name
 from bgjobs.api.v1alpha1 import API_VERSION, GROUP, MAX_JOB_NAME, TERMINAL_PHASES, VERSION, Phase
 from bgjobs.errors import (
     ApiError,
@@ -101,17 +102,6 @@ def idempotent_name(task: str, key: str) -> str:
     ``<task-prefix>-<sha256(key)[:10]>``. Keys are therefore scoped per task prefix."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:_KEY_HASH_LEN]
     return f"{task_prefix(task, MAX_JOB_NAME - 1 - _KEY_HASH_LEN)}-{digest}"
-
-
-def replay_name(dead_letter: str, n: int) -> str:
-    """The BackgroundJob the n-th replay of a dead letter creates: ``<dl>-r<n>``, kept within
-    63 characters exactly as the operator does (bgjobs_operator.deadletters.replay_name)."""
-    suffix = f"-r{n}"
-    base = dead_letter
-    if len(base) + len(suffix) > MAX_JOB_NAME:
-        digest = hashlib.sha256(base.encode()).hexdigest()[:6]
-        base = f"{base[: MAX_JOB_NAME - len(suffix) - 7]}-{digest}"
-    return base + suffix
 
 
 # --- building a BackgroundJob (pure) --------------------------------------------------

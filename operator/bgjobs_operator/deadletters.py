@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import API_VERSION
 from bgjobs_operator import labels
 
@@ -12,10 +12,7 @@ MAX_OUTPUT = 8192
 
 
 def dead_letter_name(bj: dict[str, Any]) -> str:
-    """Deterministic per BackgroundJob *instance*: a recreated job of the same name gets
-    its own dead letter, and a restarted operator finds the one it already made."""
-    md = bj["metadata"]
-    return f"{md['name']}-{md['uid'][:8]}"
+    return names.dead_letter_name(bj["metadata"]["name"], bj["metadata"]["uid"])
 
 
 def build_dead_letter(
@@ -56,13 +53,7 @@ def build_dead_letter(
 
 
 def replay_name(dl: dict[str, Any], n: int) -> str:
-    """The n-th replay's BackgroundJob name, kept within the 63-character Job name limit."""
-    base = dl["metadata"]["name"]
-    suffix = f"-r{n}"
-    if len(base) + len(suffix) > 63:
-        digest = hashlib.sha256(base.encode()).hexdigest()[:6]
-        base = f"{base[: 63 - len(suffix) - 7]}-{digest}"
-    return base + suffix
+    return names.replay_name(dl["metadata"]["name"], n)
 
 
 def build_replay(dl: dict[str, Any], n: int) -> dict[str, Any]:
