@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 system-deps: ## install the Debian packages the tests and demo need (redis-server, openssl, util-linux)
@@ -56,5 +56,53 @@ integration: venv system-deps cluster-bins ## integration tests on a fresh devcl
 
 test: system-deps venv cluster-bins lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(PY) -m pytest tests -q
+
+# The devcluster's helm (make cluster-bins), else one on PATH.
+HELM ?= $(shell $(PY) -c 'from devcluster import bins; print(bins.binary("helm"))' 2>/dev/null || command -v helm)
+IMAGE_TAG ?= 0.1.0
+KIND_CLUSTER ?= bgjobs-e2e
+
+crds: venv ## generate crds/ from the API models, and the chart's copy
+	$(PY) -m bgjobs.api.crdgen crds charts/bgjobs/crds
+
+chart-lint: venv ## helm lint + helm template of charts/bgjobs: default values and each charts/bgjobs/ci/*-values.yaml
+	@test -x "$(HELM)" || { echo "no helm: run make cluster-bins"; exit 1; }
+	@for values in "" charts/bgjobs/ci/*-values.yaml; do \
+	  echo "== charts/bgjobs $${values:-(default values)}"; \
+	  $(HELM) lint --strict charts/bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
+	  $(HELM) template bgjobs charts/bgjobs --namespace bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
+	done; echo "chart OK"
+
+images: ## docker build bgjobs/operator and bgjobs/worker (needs Docker; not available on this project's CI)
+	@command -v docker >/dev/null || { echo "make images needs Docker"; exit 1; }
+	docker build -f operator/Dockerfile -t bgjobs/operator:$(IMAGE_TAG) .
+	docker build -f worker_image/Dockerfile -t bgjobs/worker:$(IMAGE_TAG) .
+
+kind-e2e: images ## (needs Docker + kind; not run in CI) install the chart on kind, run examples/backgroundjob-*.yaml
+	@command -v kind >/dev/null && command -v kubectl >/dev/null || { echo "kind-e2e needs kind and kubectl"; exit 1; }
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER)
+	printf 'FROM bgjobs/worker:$(IMAGE_TAG)\nCOPY examples/ /app/examples/\n' | \
+	  docker build -f - -t bgjobs/worker-examples:$(IMAGE_TAG) .
+	kind load docker-image --name $(KIND_CLUSTER) bgjobs/operator:$(IMAGE_TAG) bgjobs/worker-examples:$(IMAGE_TAG)
+	$(HELM) upgrade --install bgjobs charts/bgjobs --kube-context kind-$(KIND_CLUSTER) \
+	  --namespace bgjobs --create-namespace --wait --timeout 5m \
+	  --set redis.bundled.enabled=true --set worker.image=bgjobs/worker-examples:$(IMAGE_TAG) \
+	  --set 'worker.taskModules={examples.tasks}'
+	$(HELM) test bgjobs --kube-context kind-$(KIND_CLUSTER) --namespace bgjobs
+	@for f in examples/backgroundjob-*.yaml; do \
+	  want=Succeeded; [[ $$f == *deadletter* ]] && want=Failed; \
+	  kubectl --context kind-$(KIND_CLUSTER) apply -n default -f $$f && \
+	  kubectl --context kind-$(KIND_CLUSTER) wait -n default -f $$f --timeout=300s \
+	    --for=jsonpath='{.status.phase}'=$$want || exit 1; \
+	done
+	kubectl --context kind-$(KIND_CLUSTER) get backgroundjobs,deadletters -n default
+	@echo "kind-e2e passed; delete the cluster with: kind delete cluster --name $(KIND_CLUSTER)"
+
+.PHONY: crds chart-lint images kind-e2e
+
+bench: system-deps venv cluster-bins ## benchmarks on a devcluster of their own vs baselines (20-40 min); writes docs/benchmarks.md
+	$(PY) -m bench
+
+.PHONY: bench
 
 .PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from typing import Any
 
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
             namespaces=cfg.namespaces,
             standalone=cfg.peering is None,
             peering_name=cfg.peering,  # None: no peering resources needed
+            # kopf pauses every replica of the highest priority when there are several, so
+            # each replica draws its own: one handles events, the others stand by.
+            priority=secrets.randbelow(2**31) + 1 if cfg.peering else None,
             liveness_endpoint=(
                 f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
             ),
