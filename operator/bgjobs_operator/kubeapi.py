@@ -5,6 +5,7 @@ this file: create Job, patch status, create DeadLetter, post Event."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -53,7 +54,9 @@ class KubeApi:
         returned as is (the caller checks it is ours); never a second one."""
         md = job["metadata"]
         try:
-            return self._dict(self.batch.create_namespaced_job(md["namespace"], job))
+            # Raw JSON: the generated models' deserialisation costs more CPU than the call.
+            resp = self.batch.create_namespaced_job(md["namespace"], job, _preload_content=False)
+            return dict(json.loads(resp.data))
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -81,8 +84,6 @@ class KubeApi:
         pods = self.core.list_namespaced_pod(
             namespace, label_selector=f"{labels.JOB_NAME_LABEL}={job_name}", _preload_content=False
         )
-        import json
-
         return list(json.loads(pods.data).get("items", []))
 
     def create_cronjob(self, cronjob: dict[str, Any]) -> dict[str, Any] | None:

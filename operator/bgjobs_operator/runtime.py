@@ -72,6 +72,60 @@ def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def compact_if_finished(bj: dict[str, Any]) -> dict[str, Any]:
+    """A finished BackgroundJob needs little more than its phase (schedule history, the
+    jobs gauge); keeping the rest for thousands of old jobs is what makes memory grow.
+    A Failed one still waiting for its DeadLetter keeps everything: that needs the spec."""
+    st = bj.get("status") or {}
+    phase = st.get("phase")
+    if phase not in ("Succeeded", "Failed", "Cancelled"):
+        return bj
+    if (
+        phase == "Failed"
+        and not st.get("deadLetter")
+        and (st.get("error") or {}).get("reason") != "Invalid"
+    ):
+        return bj
+    md, spec = bj["metadata"], bj.get("spec") or {}
+    # Our own annotations only: kubectl's last-applied-configuration is a copy of the spec.
+    ours = {k: v for k, v in (md.get("annotations") or {}).items() if k.startswith("bgjobs.dev/")}
+    return {
+        "apiVersion": bj.get("apiVersion"),
+        "kind": bj.get("kind"),
+        "metadata": {
+            **{
+                k: md.get(k)
+                for k in (
+                    "name",
+                    "namespace",
+                    "uid",
+                    "labels",
+                    "ownerReferences",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "generation",
+                )
+            },
+            "annotations": ours,
+        },
+        "spec": {k: spec.get(k) for k in ("task", "queue", "critical")},
+        "status": {
+            k: st.get(k)
+            for k in (
+                "phase",
+                "deadLetter",
+                "error",
+                "attempts",
+                "startTime",
+                "completionTime",
+                "jobName",
+            )
+            if st.get(k) is not None
+        },
+    }
+
+
 @dataclass
 class Runtime:
     config: OperatorConfig
@@ -99,6 +153,8 @@ class Runtime:
 
     def remember(self, store: dict[Key, dict[str, Any]], obj: dict[str, Any]) -> dict[str, Any]:
         """Keep the newest copy of obj (watch event or our own write's response)."""
+        if store is self.backgroundjobs:
+            obj = compact_if_finished(obj)
         md = obj["metadata"]
         key = (md["namespace"], md["name"])
         old = store.get(key)
