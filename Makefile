@@ -100,7 +100,7 @@ kind-e2e: images ## (needs Docker + kind; not run in CI) install the chart on ki
 
 .PHONY: crds chart-lint images kind-e2e
 
-bench: system-deps venv cluster-bins ## benchmarks on a devcluster of their own vs baselines (20-40 min); writes docs/benchmarks.md
+bench: system-deps venv cluster-bins ## benchmarks vs baselines on a devcluster of their own (~10 min); writes docs/benchmarks.md
 	$(PY) -m bench
 
 .PHONY: bench

@@ -21,6 +21,7 @@ from bgjobs_operator.status import is_terminal
 
 log = logging.getLogger("bgjobs_operator")
 RESYNC_SECONDS = 30.0
+LISTING_PAGE_SIZE = 500
 
 
 @kopf.on.startup()
@@ -35,6 +36,9 @@ def configure_kopf(settings: kopf.OperatorSettings, **_: Any) -> None:
     # No CRD/namespace scanning: fewer watches and less RBAC (the chart's least privilege).
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
+    # Page the initial listing: one response with every object of a big cluster is parsed
+    # at once and leaves a heap that never shrinks (docs/benchmarks.md, section 5).
+    settings.watching.chunk_size = LISTING_PAGE_SIZE
     settings.networking.request_timeout = 60
 
 

@@ -1,0 +1,64 @@
+"""Where the operator's memory goes per BackgroundJob, estimated in a fresh interpreter:
+``python -m bench.memory_breakdown SAMPLE.json N`` prints JSON with the RSS growth (KiB per
+object) of the operator's cached copy (a trimmed copy kept by ``Runtime.remember``, the
+handlers' path) and of kopf's per-object record (``ResourceMemories``, kept for every
+watched object whatever the handler type), for N copies of a real object as the API
+server returned it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, cast
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure(sample: dict[str, Any], n: int) -> dict[str, float]:
+    from kopf._core.reactor.inventory import ResourceMemories  # private: a bench may peek
+
+    from bgjobs_operator.config import OperatorConfig
+    from bgjobs_operator.runtime import Runtime, trim_object
+
+    text = json.dumps(sample)
+    raws = []
+    for i in range(n):
+        obj = json.loads(text)
+        obj["metadata"]["name"] = f"{obj['metadata']['name']}-{i}"
+        obj["metadata"]["uid"] = str(uuid.uuid4())
+        raws.append(obj)
+    gc.collect()
+    before = rss_kib()
+    # The handlers' path: a trimmed fresh copy of the event's body, kept by remember().
+    rt = Runtime(config=OperatorConfig(), api=cast(Any, None))
+    for raw in raws:
+        rt.remember(rt.backgroundjobs, trim_object(json.loads(json.dumps(raw))))
+    gc.collect()
+    after_cache = rss_kib()
+    memories = ResourceMemories()
+
+    async def recall_all() -> None:
+        for raw in raws:
+            await memories.recall(raw, noticed_by_listing=True)
+
+    asyncio.run(recall_all())
+    gc.collect()
+    after_kopf = rss_kib()
+    return {
+        "object_json_bytes": len(text),
+        "cache_kib_per_object": (after_cache - before) / n,
+        "kopf_kib_per_object": (after_kopf - after_cache) / n,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(Path(sys.argv[1]).read_text()), int(sys.argv[2]))))

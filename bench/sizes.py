@@ -1,0 +1,60 @@
+"""Benchmark sizes: full defaults, tiny --smoke defaults, each overridable by environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Sizes:
+    n: int = 1000  # BENCH_N: BackgroundJobs in the throughput burst
+    threads: int = 16  # BENCH_THREADS: client threads creating objects
+    m: int = 20  # BENCH_M: jobs per kind in the API-write count
+    progress_steps: int = 20  # BENCH_PROGRESS_STEPS: examples.progress steps
+    progress_delay: float = 0.1  # BENCH_PROGRESS_DELAY: seconds between steps
+    rate: float = 20.0  # BENCH_RATE: submissions per second in the latency run
+    duration: float = 60.0  # BENCH_DURATION: seconds of steady submission
+    hammer_rate: float = 1000.0  # BENCH_HAMMER_RATE: progress reports per second
+    hammer_seconds: float = 10.0  # BENCH_HAMMER_SECONDS: seconds of reporting
+    memory_n: int = 10000  # BENCH_MEMORY_N: terminal BackgroundJobs present at start-up
+    worker_runs: int = 20  # BENCH_WORKER_RUNS: worker processes started one by one
+    eager_calls: int = 20000  # BENCH_EAGER_CALLS: in-process eager calls
+    celery_tasks: int = 200  # BENCH_CELERY_TASKS: Celery round trips
+    # BENCH_CELERY: 1 run (creating the bench venv if needed), 0 skip, if-present (run only
+    # when the bench venv exists: the smoke run never installs anything)
+    celery: str = "1"
+
+
+SMOKE = Sizes(
+    n=20,
+    m=3,
+    rate=5.0,
+    duration=5.0,
+    hammer_seconds=2.0,
+    memory_n=200,
+    worker_runs=3,
+    eager_calls=500,
+    celery_tasks=20,
+    celery="if-present",
+)
+
+
+def from_env(smoke: bool, env: dict[str, str] | None = None) -> Sizes:
+    env = dict(os.environ if env is None else env)
+    base = SMOKE if smoke else Sizes()
+    values = {}
+    for f in fields(Sizes):
+        raw = env.get(f"BENCH_{f.name.upper()}")
+        if raw is None or raw == "":
+            continue
+        kind = type(getattr(base, f.name))
+        values[f.name] = kind(raw)
+    return Sizes(**{**base.__dict__, **values})
+
+
+def overrides(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The BENCH_* variables set for this run, to print with the command."""
+    env = dict(os.environ if env is None else env)
+    names = {f"BENCH_{f.name.upper()}" for f in fields(Sizes)}
+    return {k: v for k, v in sorted(env.items()) if k in names and v}
