@@ -65,10 +65,20 @@ class ClusterInfo:
         Path(self.state_dir, "cluster.json").write_text(json.dumps(asdict(self), indent=2))
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port, never one this process handed out before: the kernel may
+    offer a just-released port again, and two services given one port fail oddly (one
+    answers for the other)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _run(*cmd: str) -> None:

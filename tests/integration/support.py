@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devcluster.cluster import free_port
+
 T = TypeVar("T")
 
 
@@ -30,12 +32,6 @@ def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: flo
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def processes_with(marker: str) -> list[int]:
