@@ -12,6 +12,7 @@ import redis
 
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.kubeapi import KubeApi
+from bgjobs_operator.status import awaits_dead_letter
 
 Key = tuple[str, str]
 
@@ -25,23 +26,28 @@ def rv(obj: dict[str, Any]) -> int:
         return -1
 
 
+# What the caches keep of an object's metadata.
+_META_KEYS = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "labels",
+    "ownerReferences",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def _meta(md: dict[str, Any], annotations: dict[str, Any] | None) -> dict[str, Any]:
+    return {**{k: md.get(k) for k in _META_KEYS}, "annotations": annotations}
+
+
 def trim_job(job: dict[str, Any]) -> dict[str, Any]:
     """What the operator needs of a batch Job; keeps memory flat with many jobs."""
-    md = job["metadata"]
     return {
-        "metadata": {
-            k: md.get(k)
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "labels",
-                "ownerReferences",
-                "resourceVersion",
-                "creationTimestamp",
-                "deletionTimestamp",
-            )
-        },
+        "metadata": _meta(job["metadata"], None),
         "spec": {"suspend": (job.get("spec") or {}).get("suspend")},
         "status": job.get("status") or {},
     }
@@ -52,24 +58,21 @@ def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
-        "metadata": {
-            k: md.get(k)
-            for k in (
-                "name",
-                "namespace",
-                "uid",
-                "generation",
-                "labels",
-                "annotations",
-                "ownerReferences",
-                "resourceVersion",
-                "creationTimestamp",
-                "deletionTimestamp",
-            )
-        },
+        "metadata": _meta(md, md.get("annotations")),
         "spec": obj.get("spec") or {},
         "status": obj.get("status") or {},
     }
+
+
+_FINISHED_STATUS_KEYS = (
+    "phase",
+    "deadLetter",
+    "error",
+    "attempts",
+    "startTime",
+    "completionTime",
+    "jobName",
+)
 
 
 def compact_if_finished(bj: dict[str, Any]) -> dict[str, Any]:
@@ -77,14 +80,7 @@ def compact_if_finished(bj: dict[str, Any]) -> dict[str, Any]:
     jobs gauge); keeping the rest for thousands of old jobs is what makes memory grow.
     A Failed one still waiting for its DeadLetter keeps everything: that needs the spec."""
     st = bj.get("status") or {}
-    phase = st.get("phase")
-    if phase not in ("Succeeded", "Failed", "Cancelled"):
-        return bj
-    if (
-        phase == "Failed"
-        and not st.get("deadLetter")
-        and (st.get("error") or {}).get("reason") != "Invalid"
-    ):
+    if st.get("phase") not in ("Succeeded", "Failed", "Cancelled") or awaits_dead_letter(st):
         return bj
     md, spec = bj["metadata"], bj.get("spec") or {}
     # Our own annotations only: kubectl's last-applied-configuration is a copy of the spec.
@@ -92,37 +88,9 @@ def compact_if_finished(bj: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": bj.get("apiVersion"),
         "kind": bj.get("kind"),
-        "metadata": {
-            **{
-                k: md.get(k)
-                for k in (
-                    "name",
-                    "namespace",
-                    "uid",
-                    "labels",
-                    "ownerReferences",
-                    "resourceVersion",
-                    "creationTimestamp",
-                    "deletionTimestamp",
-                    "generation",
-                )
-            },
-            "annotations": ours,
-        },
+        "metadata": _meta(md, ours),
         "spec": {k: spec.get(k) for k in ("task", "queue", "critical")},
-        "status": {
-            k: st.get(k)
-            for k in (
-                "phase",
-                "deadLetter",
-                "error",
-                "attempts",
-                "startTime",
-                "completionTime",
-                "jobName",
-            )
-            if st.get(k) is not None
-        },
+        "status": {k: st[k] for k in _FINISHED_STATUS_KEYS if st.get(k) is not None},
     }
 
 

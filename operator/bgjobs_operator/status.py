@@ -231,6 +231,16 @@ def with_dead_letter(status: dict[str, Any], bj: dict[str, Any], dl_name: str) -
     return {**status, "deadLetter": {"name": dl_name}, "conditions": conditions}
 
 
+def awaits_dead_letter(status: dict[str, Any]) -> bool:
+    """Failed, but the DeadLetter is not recorded yet (a crash came in between). Invalid
+    specs never ran, so they get none."""
+    return (
+        status.get("phase") == Phase.FAILED
+        and not status.get("deadLetter")
+        and (status.get("error") or {}).get("reason") != "Invalid"
+    )
+
+
 def is_terminal(bj: dict[str, Any]) -> bool:
     return (bj.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES}
 

@@ -42,11 +42,7 @@ def _reconcile(rt: Runtime, bj: dict[str, Any]) -> None:
     ns, name = md["namespace"], md["name"]
     status = bj.get("status") or {}
     if st.is_terminal(bj):
-        if (
-            status.get("phase") == Phase.FAILED
-            and not status.get("deadLetter")
-            and (status.get("error") or {}).get("reason") != "Invalid"
-        ):
+        if st.awaits_dead_letter(status):
             # Crashed between the failure and the dead letter: finish the job now.
             _write(rt, bj, _dead_lettered(rt, bj, status, None))
         return
