@@ -22,8 +22,8 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION, BackgroundJobSpec, Phase
-from bgjobs_operator import labels
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.jobspec import build_job
 from bgjobs_operator.status import phase_of
@@ -65,7 +65,7 @@ def create_job(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, Any]:
     return {"jobName": manifest["metadata"]["name"]}
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
+@kopf.on.event("batch", "v1", "jobs", labels={names.MANAGED_BY: names.MANAGER})
 def job_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return

@@ -22,3 +22,34 @@ def replay_name(dead_letter: str, n: int) -> str:
         digest = hashlib.sha256(base.encode()).hexdigest()[:6]
         base = f"{base[: MAX_JOB_NAME - len(suffix) - 7]}-{digest}"
     return base + suffix
+
+
+# --- Resource plurals, labels, annotations and the worker container's name -------------
+# The operator, the client and the plugin all import these; nothing else spells them.
+# (The exit codes are the worker's: bgjobs_worker.errors.ExitCode, which the operator's
+# podFailurePolicy imports, since the worker runtime may import nothing of bgjobs.api.)
+
+PLURALS = {
+    "BackgroundJob": "backgroundjobs",
+    "JobSchedule": "jobschedules",
+    "DeadLetter": "deadletters",
+}
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "bgjobs"
+QUEUE = "bgjobs.dev/queue"
+BACKGROUND_JOB = "bgjobs.dev/backgroundjob"
+SCHEDULE = "bgjobs.dev/schedule"
+DEAD_LETTER = "bgjobs.dev/dead-letter"
+TASK_ANNOTATION = "bgjobs.dev/task"  # an annotation: task names need not be label-safe
+IDEMPOTENCY_ANNOTATION = "bgjobs.dev/idempotency-key"
+# A JobSchedule's run: the CronJob owns the Job, the BackgroundJob records the Job's uid.
+JOB_UID_ANNOTATION = "bgjobs.dev/job-uid"
+REPLAY_OF_ANNOTATION = "bgjobs.dev/replay-of"
+
+# Set by the Job controller on every pod it creates.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+WORKER_CONTAINER = "worker"
+COMPONENT = "bgjobs-operator"

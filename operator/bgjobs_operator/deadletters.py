@@ -6,7 +6,6 @@ from typing import Any
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import API_VERSION
-from bgjobs_operator import labels
 
 MAX_OUTPUT = 8192
 
@@ -19,10 +18,10 @@ def build_dead_letter(
     bj: dict[str, Any], status: dict[str, Any], last_output: str | None
 ) -> dict[str, Any]:
     md, spec = bj["metadata"], bj["spec"]
-    schedule = (md.get("labels") or {}).get(labels.SCHEDULE)
-    dl_labels = {labels.MANAGED_BY: labels.MANAGER, labels.BACKGROUND_JOB: md["name"]}
+    schedule = (md.get("labels") or {}).get(names.SCHEDULE)
+    dl_labels = {names.MANAGED_BY: names.MANAGER, names.BACKGROUND_JOB: md["name"]}
     if schedule:
-        dl_labels[labels.SCHEDULE] = schedule
+        dl_labels[names.SCHEDULE] = schedule
     dl_spec: dict[str, Any] = {
         "jobName": md["name"],
         "jobUID": md["uid"],
@@ -68,7 +67,7 @@ def build_replay(dl: dict[str, Any], n: int) -> dict[str, Any]:
         "metadata": {
             "name": replay_name(dl, n),
             "namespace": md["namespace"],
-            "labels": {labels.DEAD_LETTER: md["name"]},
+            "labels": {names.DEAD_LETTER: md["name"]},
             "annotations": {"bgjobs.dev/replay-of": spec["jobName"]},
         },
         "spec": job_spec,

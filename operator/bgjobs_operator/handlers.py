@@ -12,13 +12,14 @@ from typing import Any
 
 import kopf
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION
-from bgjobs_operator import labels, metrics, queues, runtime
+from bgjobs_operator import metrics, queues, runtime
 from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule, queue
 from bgjobs_operator.runtime import trim_job, trim_object
 
 log = logging.getLogger(__name__)
-MANAGED = {labels.MANAGED_BY: labels.MANAGER}
+MANAGED = {names.MANAGED_BY: names.MANAGER}
 
 
 def _plain(body: Any) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def on_backgroundjob(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         rt.forget_lock(bj["metadata"]["uid"])
         return
     _guard("BackgroundJob", backgroundjob.reconcile, rt, bj)
-    schedule = (bj["metadata"].get("labels") or {}).get(labels.SCHEDULE)
+    schedule = (bj["metadata"].get("labels") or {}).get(names.SCHEDULE)
     sched = rt.schedules.get((key[0], schedule)) if schedule else None
     if sched is not None:  # a run changed: the schedule's lastRun/active follow
         _guard("JobSchedule", jobschedule.reconcile, rt, sched)
@@ -68,7 +69,7 @@ def on_job(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         rt.remember(rt.jobs, job)
     if rt.config.queue_limits:
         _guard("Queue", queue.admit, rt, key[0], queues.queue_of(job))
-    schedule = (job["metadata"].get("labels") or {}).get(labels.SCHEDULE)
+    schedule = (job["metadata"].get("labels") or {}).get(names.SCHEDULE)
     bj = rt.backgroundjobs.get(key)
     if (
         schedule
@@ -108,7 +109,7 @@ def on_cronjob(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         rt.cronjobs.pop((cron["metadata"]["namespace"], cron["metadata"]["name"]), None)
         return
     rt.remember(rt.cronjobs, cron)
-    schedule = (cron["metadata"].get("labels") or {}).get(labels.SCHEDULE)
+    schedule = (cron["metadata"].get("labels") or {}).get(names.SCHEDULE)
     sched = rt.schedules.get((cron["metadata"]["namespace"], schedule or ""))
     if sched is not None:
         _guard("JobSchedule", jobschedule.reconcile, rt, sched, cron)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import TaskTemplate
-from bgjobs_operator import labels
 from bgjobs_operator.config import OperatorConfig
+from bgjobs_worker.errors import ExitCode
 
-WORKER_CONTAINER = "worker"
-EXIT_PERMANENT = 3
-EXIT_SOFT_TIME_LIMIT = 4
 # The worker's own hard limit fires first; the pod deadline is the backstop for a task
 # stuck where Python signals cannot reach it.
 HARD_LIMIT_GRACE_SECONDS = 30
@@ -43,8 +41,8 @@ def worker_env(t: TaskTemplate, config: OperatorConfig) -> list[dict[str, Any]]:
         {"name": "BGJOBS_ARGS", "value": args},
         {"name": "BGJOBS_KWARGS", "value": kwargs},
         _field_env("BGJOBS_NAMESPACE", "metadata.namespace"),
-        _field_env("BGJOBS_JOB_NAME", f"metadata.labels['{labels.JOB_NAME_LABEL}']"),
-        _field_env("BGJOBS_JOB_UID", f"metadata.labels['{labels.JOB_UID_LABEL}']"),
+        _field_env("BGJOBS_JOB_NAME", f"metadata.labels['{names.JOB_NAME_LABEL}']"),
+        _field_env("BGJOBS_JOB_UID", f"metadata.labels['{names.JOB_UID_LABEL}']"),
         _field_env("BGJOBS_POD_NAME", "metadata.name"),
         {"name": "BGJOBS_MAX_RETRIES", "value": str(t.retry.maxRetries)},
         {"name": "BGJOBS_RETRY_ON", "value": ",".join(t.retry.retryOn)},
@@ -71,15 +69,15 @@ def worker_env(t: TaskTemplate, config: OperatorConfig) -> list[dict[str, Any]]:
 def pod_failure_policy(t: TaskTemplate) -> dict[str, Any]:
     """The exit-code contract (README): 3 never retries, 4 retries unless configured not
     to, disruptions (eviction, preemption) are not the task's fault and are not counted."""
-    fail_codes = [EXIT_PERMANENT]
+    fail_codes = [int(ExitCode.PERMANENT)]
     if not t.retry.retryOnSoftTimeLimit:
-        fail_codes.append(EXIT_SOFT_TIME_LIMIT)
+        fail_codes.append(int(ExitCode.TIME_LIMIT))
     return {
         "rules": [
             {
                 "action": "FailJob",
                 "onExitCodes": {
-                    "containerName": WORKER_CONTAINER,
+                    "containerName": names.WORKER_CONTAINER,
                     "operator": "In",
                     "values": fail_codes,
                 },
@@ -90,7 +88,7 @@ def pod_failure_policy(t: TaskTemplate) -> dict[str, Any]:
 
 
 def job_labels(t: TaskTemplate) -> dict[str, str]:
-    return {labels.MANAGED_BY: labels.MANAGER, labels.QUEUE: t.queue}
+    return {names.MANAGED_BY: names.MANAGER, names.QUEUE: t.queue}
 
 
 def job_spec(
@@ -98,7 +96,7 @@ def job_spec(
 ) -> dict[str, Any]:
     """The batch/v1 JobSpec running task template t (also a CronJob's jobTemplate.spec)."""
     container: dict[str, Any] = {
-        "name": WORKER_CONTAINER,
+        "name": names.WORKER_CONTAINER,
         "image": t.image or config.default_image,
         "command": list(config.worker_command),
         "env": worker_env(t, config),
@@ -137,7 +135,7 @@ def job_spec(
         "parallelism": 1,
         "podFailurePolicy": pod_failure_policy(t),
         "template": {
-            "metadata": {"labels": pod_labels, "annotations": {labels.TASK_ANNOTATION: t.task}},
+            "metadata": {"labels": pod_labels, "annotations": {names.TASK_ANNOTATION: t.task}},
             "spec": pod_spec,
         },
     }
@@ -166,7 +164,7 @@ def owner_reference(body: dict[str, Any], controller: bool = True) -> dict[str, 
 def build_job(bj: dict[str, Any], t: TaskTemplate, config: OperatorConfig) -> dict[str, Any]:
     """The one Job of a BackgroundJob: same name, owned by it (deleted with it)."""
     md = bj["metadata"]
-    job_lbls = {**job_labels(t), labels.BACKGROUND_JOB: md["name"]}
+    job_lbls = {**job_labels(t), names.BACKGROUND_JOB: md["name"]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -174,8 +172,8 @@ def build_job(bj: dict[str, Any], t: TaskTemplate, config: OperatorConfig) -> di
             "name": md["name"],
             "namespace": md["namespace"],
             "labels": job_lbls,
-            "annotations": {labels.TASK_ANNOTATION: t.task},
+            "annotations": {names.TASK_ANNOTATION: t.task},
             "ownerReferences": [owner_reference(bj)],
         },
-        "spec": job_spec(t, config, {labels.BACKGROUND_JOB: md["name"]}),
+        "spec": job_spec(t, config, {names.BACKGROUND_JOB: md["name"]}),
     }

@@ -13,8 +13,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION
-from bgjobs_operator import labels
 from bgjobs_operator.conditions import now
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class KubeApi:
 
     def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{labels.JOB_NAME_LABEL}={job_name}", _preload_content=False
+            namespace, label_selector=f"{names.JOB_NAME_LABEL}={job_name}", _preload_content=False
         )
         return list(json.loads(pods.data).get("items", []))
 
@@ -170,9 +170,9 @@ class KubeApi:
             "type": type_,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": labels.COMPONENT},
-            "reportingComponent": labels.COMPONENT,
-            "reportingInstance": labels.COMPONENT,
+            "source": {"component": names.COMPONENT},
+            "reportingComponent": names.COMPONENT,
+            "reportingInstance": names.COMPONENT,
             "firstTimestamp": ts,
             "lastTimestamp": ts,
             "count": 1,

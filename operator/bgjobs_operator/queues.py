@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bgjobs_operator import labels
+from bgjobs.api import names
 from bgjobs_operator.status import job_condition
 
 
 def queue_of(job: dict[str, Any]) -> str | None:
-    return (job["metadata"].get("labels") or {}).get(labels.QUEUE)
+    return (job["metadata"].get("labels") or {}).get(names.QUEUE)
 
 
 def to_resume(

@@ -7,9 +7,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, Phase
 from bgjobs.schedule import next_fire_times, parse_schedule, validate_time_zone
-from bgjobs_operator import labels
 from bgjobs_operator.conditions import set_condition
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.jobspec import job_labels, job_spec, owner_reference
@@ -29,7 +29,7 @@ def build_cronjob(
 ) -> dict[str, Any]:
     md = sched["metadata"]
     name = md["name"]
-    run_labels = {**job_labels(spec.template), labels.SCHEDULE: name}
+    run_labels = {**job_labels(spec.template), names.SCHEDULE: name}
     cron_spec: dict[str, Any] = {
         "schedule": cron_expression(spec),
         "concurrencyPolicy": spec.concurrencyPolicy.value,
@@ -39,9 +39,9 @@ def build_cronjob(
         "jobTemplate": {
             "metadata": {
                 "labels": run_labels,
-                "annotations": {labels.TASK_ANNOTATION: spec.template.task},
+                "annotations": {names.TASK_ANNOTATION: spec.template.task},
             },
-            "spec": job_spec(spec.template, config, {labels.SCHEDULE: name}),
+            "spec": job_spec(spec.template, config, {names.SCHEDULE: name}),
         },
     }
     if spec.timeZone:
@@ -55,7 +55,7 @@ def build_cronjob(
         "metadata": {
             "name": name,
             "namespace": md["namespace"],
-            "labels": {labels.MANAGED_BY: labels.MANAGER, labels.SCHEDULE: name},
+            "labels": {names.MANAGED_BY: names.MANAGER, names.SCHEDULE: name},
             # Compared instead of the spec itself, which the API server fills with defaults.
             "annotations": {SPEC_HASH: digest},
             "ownerReferences": [owner_reference(sched)],
@@ -78,7 +78,7 @@ def build_run(
         "metadata": {
             "name": job["metadata"]["name"],
             "namespace": md["namespace"],
-            "labels": {labels.SCHEDULE: md["name"]},
+            "labels": {names.SCHEDULE: md["name"]},
             "annotations": {job_uid_annotation: job["metadata"]["uid"]},
             "ownerReferences": [owner_reference(sched)],
         },

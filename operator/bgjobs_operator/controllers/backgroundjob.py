@@ -14,8 +14,9 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import BackgroundJobSpec, Phase
-from bgjobs_operator import labels, metrics
+from bgjobs_operator import metrics
 from bgjobs_operator import status as st
 from bgjobs_operator.deadletters import build_dead_letter, dead_letter_name
 from bgjobs_operator.jobspec import InvalidSpec, build_job
@@ -76,7 +77,7 @@ def _create_or_find_job(
     md = bj["metadata"]
     ns, name = md["namespace"], md["name"]
     status = bj.get("status") or {}
-    was_started = status.get("jobName") or (md.get("labels") or {}).get(labels.SCHEDULE)
+    was_started = status.get("jobName") or (md.get("labels") or {}).get(names.SCHEDULE)
     if was_started:
         job = rt.api.read_job(ns, name)
         if job is None:

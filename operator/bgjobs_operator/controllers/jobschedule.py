@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import JobScheduleSpec
-from bgjobs_operator import labels
 from bgjobs_operator import status as st
 from bgjobs_operator.controllers import backgroundjob
 from bgjobs_operator.runtime import Runtime, trim_object
@@ -45,7 +45,7 @@ def reconcile(rt: Runtime, sched: dict[str, Any], cron: dict[str, Any] | None = 
             bj
             for (ns, _), bj in list(rt.backgroundjobs.items())
             if ns == md["namespace"]
-            and (bj["metadata"].get("labels") or {}).get(labels.SCHEDULE) == md["name"]
+            and (bj["metadata"].get("labels") or {}).get(names.SCHEDULE) == md["name"]
         ]
         for old in runs_to_prune(
             runs, spec.successfulRunsHistoryLimit, spec.failedRunsHistoryLimit
@@ -81,7 +81,7 @@ def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
 def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
     """A CronJob just started a run's Job: create the BackgroundJob that reports it."""
     jmd = job["metadata"]
-    schedule = (jmd.get("labels") or {})[labels.SCHEDULE]
+    schedule = (jmd.get("labels") or {})[names.SCHEDULE]
     sched = rt.schedules.get((jmd["namespace"], schedule))
     if sched is None:
         found = rt.api.get_custom("JobSchedule", jmd["namespace"], schedule)
