@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client
 
 from bench.chunked_operator import CHUNK_SIZE
-from bench.cluster import ROOT, Bench
+from bench.cluster import ROOT, Bench, cpu_seconds
 from bench.kube import Tracker, backgroundjob, burst, create_backgroundjob, watch_jobs
 from bench.report import Headline, Section, verdict
 from bench.sizes import Sizes
@@ -22,7 +22,7 @@ from bench.stats import secs, table
 from bgjobs.api.v1alpha1 import GROUP, VERSION
 from tests.integration.support import wait_for
 
-TARGET_MB = 200  # 200 * 10^6 bytes
+TARGET_MB = 150  # 150 * 10^6 bytes
 FRESH = "fresh"
 
 
@@ -72,15 +72,55 @@ def succeeded_count(metrics_text: str) -> int:
     return int(total)
 
 
-def _idle_rss(b: Bench) -> int:
-    """RSS of an operator watching an empty namespace, for reference."""
+RECONCILE_PROBE = 50  # new jobs whose reconciles are timed, with and without old ones
+
+
+def reconcile_totals(metrics_text: str, kind: str = "BackgroundJob") -> tuple[float, float]:
+    """(sum, count) of the operator's bgjobs_reconcile_seconds histogram for one kind."""
+    total = count = 0.0
+    for line in metrics_text.splitlines():
+        if f'kind="{kind}"' not in line:
+            continue
+        if line.startswith("bgjobs_reconcile_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("bgjobs_reconcile_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+def _probe_reconciles(b: Bench, op: Any, ns: str, prefix: str) -> dict[str, float]:
+    """Submit RECONCILE_PROBE new jobs to a running operator and report the mean wall time
+    and the operator CPU per reconcile of a BackgroundJob while they run to the end."""
+    jobs = Tracker(done=lambda o: True)
+    watch = watch_jobs(b.api, ns, jobs)
+    sum0, count0 = reconcile_totals(op.metrics())
+    cpu0 = cpu_seconds(op.pid)
+    for i in range(RECONCILE_PROBE):
+        create_backgroundjob(b.api, backgroundjob(ns, f"{prefix}-{i:03d}", "examples.noop"))
+    jobs.wait_seen(RECONCILE_PROBE, 120)
+    time.sleep(5)  # their pods run `true` and finish; their reconciles are counted too
+    sum1, count1 = reconcile_totals(op.metrics())
+    cpu1 = cpu_seconds(op.pid)
+    watch.stop()
+    reconciles = max(1.0, count1 - count0)
+    return {
+        "reconciles": count1 - count0,
+        "mean_seconds": (sum1 - sum0) / reconciles,
+        "cpu_per_reconcile": (cpu1 - cpu0) / reconciles,
+    }
+
+
+def _idle_rss(b: Bench) -> tuple[int, dict[str, float]]:
+    """RSS of an operator watching an empty namespace, for reference, and the cost of
+    reconciling new jobs there."""
     ns = b.namespace("bench-idle")
-    op = b.operator("idle", [ns])
+    op = b.operator("idle", [ns], {"BGJOBS_WORKER_COMMAND": "true"})
     op.start()
     time.sleep(3)
     rss = op.memory_kib()["VmRSS"]
+    probe = _probe_reconciles(b, op, ns, "probe")
     op.stop()
-    return rss
+    return rss, probe
 
 
 def _start_and_list(
@@ -109,6 +149,7 @@ def _start_and_list(
     fresh = jobs.wait_seen(1, timeout) if jobs is not None else False
     time.sleep(5)
     settled = op.memory_kib()
+    probe = _probe_reconciles(b, op, ns, f"probe-{label}") if jobs is not None else None
     op.stop()
     return {
         "rss_at_listed_kib": at_listed["VmRSS"],
@@ -118,6 +159,7 @@ def _start_and_list(
         "to_listed": listed - started,
         "submitted_after": submitted - started if submitted else None,
         "to_first_job": jobs.first_seen[FRESH] - started if jobs is not None and fresh else None,
+        "probe": probe,
     }
 
 
@@ -144,7 +186,7 @@ def _breakdown(b: Bench, ns: str, n: int) -> dict[str, float]:
 
 
 def run(b: Bench, s: Sizes) -> dict[str, Any]:
-    idle_kib = _idle_rss(b)
+    idle_kib, idle_probe = _idle_rss(b)
     ns = b.namespace("bench-memory")
     bodies = [backgroundjob(ns, f"m-{i:05d}", "examples.noop") for i in range(s.memory_n)]
     setup_seconds = burst(lambda body: _create_finished(b, body), bodies, s.threads)
@@ -157,6 +199,7 @@ def run(b: Bench, s: Sizes) -> dict[str, Any]:
         "n": s.memory_n,
         "setup_seconds": setup_seconds,
         "idle_rss_kib": idle_kib,
+        "idle_probe": idle_probe,
         **shipped,
         "chunked": chunked,
         "chunk_size": CHUNK_SIZE,
@@ -207,6 +250,18 @@ def render(r: dict[str, Any]) -> Section:
         ],
         [f"what-if: process start → all {n} listed", secs(ch["to_listed"])],
     ]
+    idle_p, full_p = r["idle_probe"], r["probe"]
+    if full_p:
+        rows += [
+            [
+                f"reconcile of a new job, mean wall time: empty namespace / {n} finished present",
+                f"{secs(idle_p['mean_seconds'])} / {secs(full_p['mean_seconds'])}",
+            ],
+            [
+                f"operator CPU per reconcile: empty namespace / {n} finished present",
+                f"{secs(idle_p['cpu_per_reconcile'])} / {secs(full_p['cpu_per_reconcile'])}",
+            ],
+        ]
     body = table([f"{n} terminal BackgroundJobs present", "measured"], rows)
     how = (
         f"With no operator running, the bench creates {n} BackgroundJobs and patches each "
@@ -224,12 +279,17 @@ def render(r: dict[str, Any]) -> Section:
         f"from a separate interpreter (`bench/memory_breakdown.py`) holding "
         f"{max(2000, n)} copies of one of these objects as the API server returns it "
         f"({bd['object_json_bytes']} bytes of JSON): the operator's cached copy (what its "
-        "handlers keep: `Runtime.remember` of `runtime.trim_object`) and kopf's per-object "
+        "handlers keep: the BackgroundJob store's trimmed copy) and kopf's per-object "
         "record (`ResourceMemories`, kept "
         "for every watched object). The operator fetches its initial listing in pages of "
         f"{r['chunk_size']} (`settings.watching.chunk_size`); the what-if runs the same "
         "operator through `bench/chunked_operator.py`, which sets it back to kopf's default "
-        "(every object in one response)."
+        "(every object in one response). Reconcile cost: after the listing settled, "
+        f"{RECONCILE_PROBE} new BackgroundJobs are submitted to the running operator and, once "
+        "every Job exists and 5 s more have passed, the change in the operator's "
+        "`bgjobs_reconcile_seconds` histogram (kind BackgroundJob) and in its CPU time "
+        "(`/proc/<pid>/stat`) is divided by the number of reconciles; the same probe runs "
+        "against the reference operator in an empty namespace."
     )
     met = _met(r["rss_settled_kib"])
     targets = (

@@ -1,6 +1,6 @@
 """Where the operator's memory goes per BackgroundJob, estimated in a fresh interpreter:
 ``python -m bench.memory_breakdown SAMPLE.json N`` prints JSON with the RSS growth (KiB per
-object) of the operator's cached copy (a trimmed copy kept by ``Runtime.remember``, the
+object) of the operator's cached copy (the trimmed copy the BackgroundJob store keeps, the
 handlers' path) and of kopf's per-object record (``ResourceMemories``, kept for every
 watched object whatever the handler type), for N copies of a real object as the API
 server returned it."""
@@ -27,7 +27,7 @@ def measure(sample: dict[str, Any], n: int) -> dict[str, float]:
     from kopf._core.reactor.inventory import ResourceMemories  # private: a bench may peek
 
     from bgjobs_operator.config import OperatorConfig
-    from bgjobs_operator.runtime import Runtime, trim_object
+    from bgjobs_operator.runtime import Runtime
 
     text = json.dumps(sample)
     raws = []
@@ -38,10 +38,10 @@ def measure(sample: dict[str, Any], n: int) -> dict[str, float]:
         raws.append(obj)
     gc.collect()
     before = rss_kib()
-    # The handlers' path: a trimmed fresh copy of the event's body, kept by remember().
+    # The handlers' path: the event's object, trimmed by the store.
     rt = Runtime(config=OperatorConfig(), api=cast(Any, None))
     for raw in raws:
-        rt.remember(rt.backgroundjobs, trim_object(json.loads(json.dumps(raw))))
+        rt.backgroundjobs.put(json.loads(json.dumps(raw)))
     gc.collect()
     after_cache = rss_kib()
     memories = ResourceMemories()

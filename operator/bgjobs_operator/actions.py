@@ -10,15 +10,17 @@ DeadLetter before writing the status that says Failed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 
 @dataclass(frozen=True)
 class CreateObject:
     """Create-or-adopt by deterministic name: an existing object of that name is found,
-    never duplicated (Job, CronJob, BackgroundJob, DeadLetter, ...)."""
+    never duplicated (Job, CronJob, BackgroundJob, DeadLetter, ...). `then` runs only when
+    this create made the object, so a crash and a retry never announce it twice."""
 
     manifest: dict[str, Any]
+    then: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,19 @@ class Alert:
     payload: dict[str, Any]
 
 
-Action = CreateObject | DeleteObject | PatchObject | PostEvent | Alert
+Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert]  # noqa: UP007
 
 
 @dataclass
 class Decision:
     """The outcome of a pure decide step. `status` is the desired status as a plain dict
     (serialised from the kind's pydantic status model) or None for "unchanged";
+    `actions` run before the status write, `after` once it is written;
     `requeue_after` asks the work queue to reconcile this key again after that many
     seconds (a deadline, a delayed start, a rate-limit token), None for "on events only"."""
 
     status: dict[str, Any] | None = None
     actions: list[Action] = field(default_factory=list)
     requeue_after: float | None = None
+    # Announcements of the new status (Events): made only once the status is written.
+    after: list[Action] = field(default_factory=list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import API_VERSION
+from bgjobs.api.v1alpha1 import API_VERSION, BackgroundJobStatus
 
 MAX_OUTPUT = 8192
 
@@ -15,7 +15,7 @@ def dead_letter_name(bj: dict[str, Any]) -> str:
 
 
 def build_dead_letter(
-    bj: dict[str, Any], status: dict[str, Any], last_output: str | None
+    bj: dict[str, Any], status: BackgroundJobStatus, last_output: str | None
 ) -> dict[str, Any]:
     md, spec = bj["metadata"], bj["spec"]
     schedule = (md.get("labels") or {}).get(names.SCHEDULE)
@@ -29,9 +29,9 @@ def build_dead_letter(
         "args": spec.get("args", []),
         "kwargs": spec.get("kwargs", {}),
         "originalSpec": spec,
-        "error": status.get("error"),
-        "attempts": status.get("attempts"),
-        "failedAt": status.get("completionTime"),
+        "error": status.error.model_dump(exclude_none=True) if status.error else None,
+        "attempts": status.attempts,
+        "failedAt": status.completionTime,
         "critical": bool(spec.get("critical")),
     }
     if last_output:
@@ -68,7 +68,7 @@ def build_replay(dl: dict[str, Any], n: int) -> dict[str, Any]:
             "name": replay_name(dl, n),
             "namespace": md["namespace"],
             "labels": {names.DEAD_LETTER: md["name"]},
-            "annotations": {"bgjobs.dev/replay-of": spec["jobName"]},
+            "annotations": {names.REPLAY_OF_ANNOTATION: spec["jobName"]},
         },
         "spec": job_spec,
     }

@@ -1,158 +1,262 @@
-"""The few Kubernetes API calls the operator makes, each named for what it does.
+"""The few Kubernetes API calls the operator makes, async, on kopf's event loop.
 
-Every write goes through here, so the write budget (README "API writes") can be read off
-this file: create Job, patch status, create DeadLetter, post Event."""
+A thin aiohttp client rather than a generated one: the operator sends and receives plain
+JSON dicts, so a generated client's model (de)serialisation is pure cost; measured in
+docs/benchmarks.md ("Choosing the API client"). Every write goes through here, so the write
+budget (README "API writes") can be read off this file: create, patch, status, Event.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import ssl
+import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+import aiohttp
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION
-from bgjobs_operator.conditions import now
+from bgjobs_operator.conditions import stamp, utcnow
 
 log = logging.getLogger(__name__)
 USER_AGENT = "bgjobs-operator/0.1"
-PLURALS = {
-    "BackgroundJob": "backgroundjobs",
-    "JobSchedule": "jobschedules",
-    "DeadLetter": "deadletters",
+# Bounded so one Event can never be refused for its size (etcd's request limit is 1.5 MiB,
+# but a long Event helps nobody).
+MAX_EVENT_MESSAGE = 1024
+
+_CORE, _BATCH, _OURS = "/api/v1", "/apis/batch/v1", f"/apis/{GROUP}/{VERSION}"
+RESOURCES: dict[str, tuple[str, str]] = {
+    "Pod": (_CORE, "pods"),
+    "Event": (_CORE, "events"),
+    "Namespace": (_CORE, "namespaces"),
+    "Job": (_BATCH, "jobs"),
+    "CronJob": (_BATCH, "cronjobs"),
+    **{kind: (_OURS, plural) for kind, plural in names.PLURALS.items()},
 }
 
 
-def load_client() -> client.ApiClient:
+class Api(Protocol):
+    """The narrow interface reconcilers use; tests drive them with a fake of it."""
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+    async def list(
+        self, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]: ...
+
+    async def create(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]: ...
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    async def patch(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def replace_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def post_event(
+        self, obj: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict[str, Any] | None, text: str = "") -> None:
+        self.status = status
+        self.body = body or {}
+        self.reason = str(self.body.get("reason") or "")
+        self.message = str(self.body.get("message") or text or f"HTTP {status}")
+        super().__init__(f"{status} {self.reason}: {self.message}")
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing new may be created in it. Not an error
+        of ours, and not one that a retry would fix."""
+        causes = (self.body.get("details") or {}).get("causes") or []
+        return self.status == 403 and (
+            any(c.get("reason") == "NamespaceTerminating" for c in causes)
+            or "because it is being terminated" in self.message
+        )
+
+
+@dataclass
+class Credentials:
+    server: str
+    ssl_context: ssl.SSLContext | bool
+    token: str | None = None
+    token_file: str | None = None  # in-cluster: the kubelet rotates the projected token
+
+
+def load_credentials() -> Credentials:
+    """In-cluster service account, else the kubeconfig (KUBECONFIG or ~/.kube/config).
+    The kubernetes package only parses the configuration here; it makes no calls."""
+    from kubernetes import client, config
+
+    token_file = None
     try:
         config.load_incluster_config()
+        token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     except config.ConfigException:
         config.load_kube_config()
     cfg = client.Configuration.get_default_copy()
-    cfg.connection_pool_maxsize = 32  # handlers run in a thread pool
-    api_client = client.ApiClient(cfg)
-    # Named, so the API server's audit log and metrics can attribute our writes.
-    api_client.user_agent = USER_AGENT
-    return api_client
+    if cfg.verify_ssl:
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        if not cfg.assert_hostname and cfg.assert_hostname is not None:
+            ctx.check_hostname = False
+        tls: ssl.SSLContext | bool = ctx
+    else:
+        tls = False
+    bearer = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    token = bearer.split(" ", 1)[1] if bearer and bearer.startswith("Bearer ") else bearer
+    return Credentials(
+        server=cfg.host.rstrip("/"), ssl_context=tls, token=token, token_file=token_file
+    )
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient) -> None:
-        # Typed as Any: the operator passes plain dict manifests, which the generated
-        # client accepts at run time but its annotations do not describe.
-        self.core: Any = client.CoreV1Api(api_client)
-        self.batch: Any = client.BatchV1Api(api_client)
-        self.custom: Any = client.CustomObjectsApi(api_client)
-        self.api_client = api_client
+    def __init__(self, creds: Credentials, pool_size: int = 32) -> None:
+        self.creds = creds
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._token, self._token_read = creds.token, time.monotonic()
 
-    # --- batch ---------------------------------------------------------------------------
-    def create_or_get_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Create-or-adopt: a Job that already exists under the deterministic name is
-        returned as is (the caller checks it is ours); never a second one."""
-        md = job["metadata"]
-        try:
-            # Raw JSON: the generated models' deserialisation costs more CPU than the call.
-            resp = self.batch.create_namespaced_job(md["namespace"], job, _preload_content=False)
-            return dict(json.loads(resp.data))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        return self.read_job(md["namespace"], md["name"]) or {}
+    def _headers(self) -> dict[str, str]:
+        if self.creds.token_file and time.monotonic() - self._token_read > 60:
+            try:
+                with open(self.creds.token_file) as f:
+                    self._token = f.read().strip()
+                self._token_read = time.monotonic()
+            except OSError as exc:
+                log.warning("could not re-read the service-account token: %s", exc)
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
 
-    def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.creds.ssl_context, limit=self._pool_size),
+                timeout=aiohttp.ClientTimeout(total=60),
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":"))
+        async with self.session.request(
+            method, self.creds.server + path, data=data, headers=headers, params=params
+        ) as resp:
+            text = await resp.text()
+            try:
+                parsed = json.loads(text) if text else {}
+            except ValueError:
+                parsed = None
+            if resp.status >= 400:
+                raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None, text)
+            return parsed if isinstance(parsed, dict) else {}
+
+    @staticmethod
+    def path(kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+        prefix, plural = RESOURCES[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+        if name:
+            path += f"/{name}"
+        return path + (f"/{sub}" if sub else "")
+
+    # --- reads ---------------------------------------------------------------------------
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
-            return self._dict(self.batch.read_namespaced_job(name, namespace))
-        except ApiException as exc:
+            return await self.request("GET", self.path(kind, namespace, name))
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        resp = await self.request(
+            "GET", self.path(kind, namespace), params={"labelSelector": label_selector}
+        )
+        return list(resp.get("items") or [])
+
+    # --- writes --------------------------------------------------------------------------
+    async def create(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create-or-adopt by deterministic name: an object that already exists under the
+        name is returned as is (the caller checks that it is the one it wants); never a
+        second one. Returns (object, created)."""
+        md = manifest["metadata"]
+        path = self.path(manifest["kind"], md.get("namespace"))
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-        except ApiException as exc:
+            return await self.request("POST", path, manifest), True
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        found = await self.get(manifest["kind"], md.get("namespace"), md["name"])
+        if found is None:  # deleted between the conflict and the read: try once more
+            return await self.request("POST", path, manifest), True
+        return found, False
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self.request(
+                "DELETE",
+                self.path(kind, namespace, name),
+                {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
+            )
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
-    def resume_job(self, namespace: str, name: str) -> None:
-        self.batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})
-
-    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"{names.JOB_NAME_LABEL}={job_name}", _preload_content=False
-        )
-        return list(json.loads(pods.data).get("items", []))
-
-    def create_cronjob(self, cronjob: dict[str, Any]) -> dict[str, Any] | None:
-        """Create a CronJob; None when one of that name exists already."""
-        try:
-            return self._dict(
-                self.batch.create_namespaced_cron_job(cronjob["metadata"]["namespace"], cronjob)
-            )
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        return None
-
-    def read_cronjob(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._dict(self.batch.read_namespaced_cron_job(name, namespace))
-
-    def patch_cronjob(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._dict(self.batch.patch_namespaced_cron_job(name, namespace, patch))
-
-    # --- custom resources ----------------------------------------------------------------
-    def patch_status(
+    async def patch(
         self, kind: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURALS[kind], name, {"status": patch}
+        return await self.request(
+            "PATCH", self.path(kind, namespace, name), patch, "application/merge-patch+json"
         )
 
-    def create_or_get(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create a custom object, or return the existing one of that name.
-        Returns (object, created)."""
-        md, plural = obj["metadata"], PLURALS[obj["kind"]]
-        try:
-            return self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, md["namespace"], plural, obj
-            ), True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        return self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, md["namespace"], plural, md["name"]
-        ), False
+    async def replace_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write the whole status. A JSON Patch, not a merge patch: a merge patch reads
+        `null` as "delete this key", which would strip the nulls out of a task's result
+        (and any other user data in status)."""
+        ops = [{"op": "add", "path": "/status", "value": status}]
+        return await self.request(
+            "PATCH",
+            self.path(kind, namespace, name, "status"),
+            ops,
+            "application/json-patch+json",
+        )
 
-    def get_custom(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURALS[kind], name
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def delete_custom(self, kind: str, namespace: str, name: str) -> None:
-        try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURALS[kind], name, propagation_policy="Background"
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    # --- events --------------------------------------------------------------------------
-    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A Kubernetes Event on obj; failures are logged, never raised (an Event is a
         courtesy, the status is the record)."""
         md = obj["metadata"]
-        ts = now()
+        ts = stamp(utcnow())
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -169,24 +273,27 @@ class KubeApi:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": message[:MAX_EVENT_MESSAGE],
             "source": {"component": names.COMPONENT},
             "reportingComponent": names.COMPONENT,
-            "reportingInstance": names.COMPONENT,
+            "reportingInstance": os.environ.get("HOSTNAME", names.COMPONENT),
             "firstTimestamp": ts,
             "lastTimestamp": ts,
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(md["namespace"], event)
-        except ApiException as exc:
-            log.warning(
+            await self.request("POST", self.path("Event", md["namespace"]), event)
+        except (TimeoutError, ApiError, aiohttp.ClientError) as exc:
+            level = (
+                logging.DEBUG
+                if isinstance(exc, ApiError) and exc.namespace_terminating
+                else logging.WARNING
+            )
+            log.log(
+                level,
                 "could not post event %s on %s/%s: %s",
                 reason,
                 md["namespace"],
                 md["name"],
-                exc.reason,
+                exc,
             )
-
-    def _dict(self, obj: Any) -> dict[str, Any]:
-        return self.api_client.sanitize_for_serialization(obj)

@@ -1,38 +1,92 @@
-"""Start the operator: configuration, caches, progress pump, metrics, then kopf."""
+"""Start the operator: configuration, stores, the work queue and its workers, the progress
+pump and metrics, all on kopf's event loop; then kopf, whose handlers feed the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-import threading
+from collections.abc import Iterable
 from typing import Any
 
+import aiohttp
 import kopf
-import redis
+import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
+from bgjobs.redaction import redact
 from bgjobs_operator import config as config_mod
-from bgjobs_operator import handlers, metrics, queues, runtime
-from bgjobs_operator.controllers import backgroundjob, jobschedule, queue
-from bgjobs_operator.kubeapi import KubeApi, load_client
-from bgjobs_operator.progress import STATUS_FIELDS, Key, ProgressPump
-from bgjobs_operator.runtime import Runtime, trim_object
-from bgjobs_operator.status import is_terminal
+from bgjobs_operator import handlers, metrics
+from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule, queue
+from bgjobs_operator.kubeapi import ApiError, KubeApi, load_credentials
+from bgjobs_operator.progress import ProgressPump
+from bgjobs_operator.runtime import Runtime, WorkKey
+from bgjobs_operator.workqueue import worker
 
 log = logging.getLogger("bgjobs_operator")
-RESYNC_SECONDS = 30.0
 LISTING_PAGE_SIZE = 500
+# Reconciles are async and mostly wait on the API server: a few workers keep enough
+# requests in flight for a burst without letting one flood it.
+WORKERS = 16
+
+_tasks: list[asyncio.Task[Any]] = []
+_runtime: Runtime | None = None
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a deep copy of every object's "essence" on every event to diff it for
+    change handlers. This operator has only event handlers and never reads a diff, and
+    that copy was 13 % of its CPU in a burst (notes/operator-profile-2026-12.md)."""
+
+    def build(self, *, body: Any, extra_fields: Iterable[Any] | None = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
+async def dispatch(rt: Runtime, key: WorkKey) -> float | None:
+    with metrics.RECONCILE_SECONDS.labels(key[0]).time():
+        return await _dispatch(rt, key)
+
+
+async def _dispatch(rt: Runtime, key: WorkKey) -> float | None:
+    kind, namespace, name = key
+    if kind == "BackgroundJob":
+        return await backgroundjob.reconcile(rt, namespace, name)
+    if kind == "JobSchedule":
+        return await jobschedule.reconcile(rt, namespace, name)
+    if kind == "DeadLetter":
+        await deadletter.reconcile(rt, namespace, name)
+    elif kind == "Queue":
+        await queue.admit(rt, namespace, name)
+    return None
+
+
+def on_error(key: WorkKey, exc: Exception, delay: float) -> None:
+    """Count and log a failed reconcile; the queue retries it after `delay`. API refusals
+    and connection errors are expected weather and get one line; anything else is a bug
+    and gets its traceback."""
+    metrics.RECONCILE_ERRORS.labels(key[0]).inc()
+    what = f"reconciling {key[0]} {key[1]}/{key[2]} failed"
+    if isinstance(exc, ApiError | aiohttp.ClientError | TimeoutError | OSError):
+        log.warning("%s: %s; retrying in %.0f s", what, redact(str(exc)), delay)
+    else:
+        log.error("%s; retrying in %.0f s", what, delay, exc_info=exc)
 
 
 @kopf.on.startup()
-def configure_kopf(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own Events are posted on transitions that matter; kopf's per-handler Events
     # would cost an API write per reconcile.
     settings.posting.enabled = False
     # Only event handlers and no deletion handlers: kopf adds no finalizers and stores
     # no handler progress, so it writes nothing to the objects (README "API writes").
     settings.persistence.finalizer = "bgjobs.dev/unused-finalizer"
-    settings.execution.max_workers = 16
+    settings.persistence.diffbase_storage = NoDiffBase()
     # No CRD/namespace scanning: fewer watches and less RBAC (the chart's least privilege).
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
@@ -40,85 +94,64 @@ def configure_kopf(settings: kopf.OperatorSettings, **_: Any) -> None:
     # at once and leaves a heap that never shrinks (docs/benchmarks.md, section 5).
     settings.watching.chunk_size = LISTING_PAGE_SIZE
     settings.networking.request_timeout = 60
+    rt = _runtime
+    assert rt is not None
+    _tasks.append(asyncio.create_task(rt.queue.run_timer(), name="workqueue-timer"))
+    for n in range(WORKERS):
+        _tasks.append(
+            asyncio.create_task(
+                worker(rt.queue, lambda key: dispatch(rt, key), on_error), name=f"worker-{n}"
+            )
+        )
+    if rt.config.redis_url:
+        pump = ProgressPump(rt, rt.config.redis_url, rt.config.progress_interval)
+        _tasks.append(asyncio.create_task(pump.run(), name="progress-pump"))
 
 
-def _progress_target(rt: Runtime, key: Key) -> tuple[str, dict[str, Any] | None] | None:
-    bj, job = rt.backgroundjobs.get(key), rt.jobs.get(key)
-    if bj is None or job is None or is_terminal(bj):
-        return None
-    return job["metadata"]["uid"], (bj.get("status") or {}).get("progress")
-
-
-def _write_progress(rt: Runtime, key: Key, progress: dict[str, Any]) -> None:
-    # Every field, unset ones as null: a merge patch would otherwise keep an older message.
-    full = {k: progress.get(k) for k in STATUS_FIELDS}
-    updated = rt.api.patch_status("BackgroundJob", key[0], key[1], {"progress": full})
-    metrics.PROGRESS_WRITES.inc()
-    rt.remember(rt.backgroundjobs, trim_object(updated))
-
-
-def _active(rt: Runtime) -> list[Key]:
-    return [k for k, bj in list(rt.backgroundjobs.items()) if not is_terminal(bj)]
-
-
-def _resync(rt: Runtime, stop: threading.Event) -> None:
-    """Level-based safety net: re-reconcile every unfinished object periodically, so a
-    transient API error or a missed event never leaves a job stuck. Unchanged objects
-    cost no API calls."""
-    while not stop.wait(RESYNC_SECONDS):
-        for bj in [b for b in list(rt.backgroundjobs.values()) if not is_terminal(b)]:
-            handlers._guard("BackgroundJob", backgroundjob.reconcile, rt, bj)
-        for sched in list(rt.schedules.values()):
-            handlers._guard("JobSchedule", jobschedule.reconcile, rt, sched)
-        for namespace, name in {(k[0], queues.queue_of(j)) for k, j in list(rt.jobs.items())}:
-            handlers._guard("Queue", queue.admit, rt, namespace, name)
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    for task in _tasks:
+        task.cancel()
+    await asyncio.gather(*_tasks, return_exceptions=True)
+    _tasks.clear()
+    if _runtime is not None:
+        await _runtime.api.close()  # type: ignore[attr-defined]
+        if _runtime.redis is not None:
+            await _runtime.redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _runtime
     cfg = config_mod.parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    rt = Runtime(config=cfg, api=KubeApi(load_client()))
+    rt = Runtime(config=cfg, api=KubeApi(load_credentials()))
     if cfg.redis_url:
-        rt.redis = redis.Redis.from_url(cfg.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        rt.redis = aioredis.Redis.from_url(
+            cfg.redis_url, socket_timeout=1, socket_connect_timeout=1
+        )
     else:
         log.warning(
             "no --redis-url: progress is not reported; outcomes come from termination messages"
         )
-    runtime.install(rt)
+    _runtime = rt
+    handlers.install(rt)
     if cfg.metrics_port:
-        metrics.REGISTRY.register(metrics.JobsCollector(lambda: list(rt.backgroundjobs.values())))
+        metrics.REGISTRY.register(metrics.JobsCollector(rt.backgroundjobs.values))
         start_http_server(cfg.metrics_port, registry=metrics.REGISTRY)
-    pump = None
-    if cfg.redis_url:
-        pump = ProgressPump(
-            cfg.redis_url,
-            cfg.progress_interval,
-            lambda k: _progress_target(rt, k),
-            lambda k, p: _write_progress(rt, k, p),
-            lambda: _active(rt),
-        )
-        pump.start()
-    stop = threading.Event()
-    threading.Thread(target=_resync, args=(rt, stop), name="resync", daemon=True).start()
     log.info(
         "bgjobs operator starting: %s",
         "cluster-wide" if cfg.clusterwide else f"namespaces {', '.join(cfg.namespaces)}",
     )
-    try:
-        kopf.run(
-            clusterwide=cfg.clusterwide,
-            namespaces=cfg.namespaces,
-            standalone=cfg.peering is None,
-            peering_name=cfg.peering,  # None: no peering resources needed
-            # kopf pauses every replica of the highest priority when there are several, so
-            # each replica draws its own: one handles events, the others stand by.
-            priority=secrets.randbelow(2**31) + 1 if cfg.peering else None,
-            liveness_endpoint=(
-                f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
-            ),
-        )
-    finally:
-        stop.set()
-        if pump:
-            pump.stop()
+    kopf.run(
+        clusterwide=cfg.clusterwide,
+        namespaces=cfg.namespaces,
+        standalone=cfg.peering is None,
+        peering_name=cfg.peering,  # None: no peering resources needed
+        # kopf pauses every replica of the highest priority when there are several, so
+        # each replica draws its own: one handles events, the others stand by.
+        priority=secrets.randbelow(2**31) + 1 if cfg.peering else None,
+        liveness_endpoint=(
+            f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
+        ),
+    )

@@ -40,9 +40,16 @@ DEAD_LETTERS = Counter(
 )
 RECONCILE_ERRORS = Counter(
     "bgjobs_reconcile_errors_total",
-    "Reconciliations that raised; retried on next event.",
+    "Reconciliations that raised; retried with backoff.",
     ["kind"],
     registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "bgjobs_reconcile_seconds",
+    "Wall time of one reconcile (observe, decide, act), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 WEBHOOK_FAILURES = Counter(
     "bgjobs_alert_webhook_failures_total", "Alert webhook calls that failed.", registry=REGISTRY

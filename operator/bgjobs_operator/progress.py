@@ -1,122 +1,112 @@
 """Move worker progress from Redis into BackgroundJob status, coalesced.
 
 Workers may report progress thousands of times a second; the API server must not see
-that. Workers publish a nudge on a Redis channel; this pump collects the nudged jobs and,
-once per interval, writes each one's latest snapshot, so a job costs at most one status
-write per interval however fast it reports. Redis being down pauses progress only: jobs
-still run and their outcome still arrives through the termination message. When Redis
-returns, every active job is re-read, so progress resumes without waiting for a nudge.
+that. Workers publish a nudge on a Redis channel; this pump (a task on the operator's
+event loop, `redis.asyncio`) collects the nudged jobs and, once per interval, reads each
+one's latest snapshot in one pipeline, keeps it in `Runtime.progress` and puts the job's
+key on the work queue: the BackgroundJob reconciler writes it with the rest of the status,
+so a job costs at most one progress write per interval however fast it reports.
+
+Redis being down pauses progress only: jobs still run and their outcome still arrives
+through the termination message. When Redis returns, every unfinished job is re-read, so
+progress resumes without waiting for a nudge.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from bgjobs.redaction import redact
+from bgjobs_operator import metrics
+from bgjobs_operator.runtime import Key, Runtime
+from bgjobs_operator.status import is_terminal, progress_of
 from bgjobs_worker import redis_keys
 
 log = logging.getLogger(__name__)
-STATUS_FIELDS = ("current", "total", "percent", "stage", "message", "updatedAt")
-Key = tuple[str, str]  # (namespace, name)
-
-
-def progress_for_status(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The status.progress block for a Redis snapshot (unset fields left out)."""
-    if not snapshot:
-        return None
-    return {k: snapshot[k] for k in STATUS_FIELDS if snapshot.get(k) is not None} or None
 
 
 class ProgressPump:
-    def __init__(
-        self,
-        redis_url: str,
-        interval: float,
-        resolve: Callable[[Key], tuple[str, dict[str, Any] | None] | None],
-        write: Callable[[Key, dict[str, Any]], None],
-        active: Callable[[], Iterable[Key]],
-    ) -> None:
-        """resolve(key) -> (batch Job uid, progress now in status), or None when the job
-        is unknown or finished; write(key, progress) patches status; active() lists the
-        jobs still running."""
-        self.url = redis_url
-        self.interval = interval
-        self.resolve, self.write, self.active = resolve, write, active
+    def __init__(self, rt: Runtime, redis_url: str, interval: float) -> None:
+        self.rt, self.url, self.interval = rt, redis_url, interval
         self.dirty: set[Key] = set()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="progress-pump", daemon=True)
         self.connected = False
-        # What this pump last wrote per job: the resolver's view of status may lag our
-        # own writes by a watch event, and the same snapshot must not be written twice.
-        self.last_written: dict[Key, dict[str, Any]] = {}
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-
-    def _run(self) -> None:
+    async def run(self) -> None:
         down_since: float | None = None
-        while not self.stopping.is_set():
+        loop = asyncio.get_running_loop()
+        while True:
+            client: Any = None
             try:
-                client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+                client = aioredis.Redis.from_url(
+                    self.url, socket_timeout=5, socket_connect_timeout=2
+                )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(redis_keys.PROGRESS_CHANNEL)
+                await pubsub.subscribe(redis_keys.PROGRESS_CHANNEL)
                 self.connected = True
                 if down_since is not None:
-                    log.info("Redis at %s is back; resuming progress", self.url)
-                # Nudges published while we were away are lost: re-read every active job.
-                self.dirty.update(self.active())
+                    log.info("Redis at %s is back; resuming progress", redact(self.url))
                 down_since = None
-                self._pump(client, pubsub)
-            except (redis.RedisError, OSError) as exc:
+                # Nudges published while we were away are lost: re-read every active job.
+                self.dirty.update(self.rt.unfinished_jobs())
+                await self._pump(client, pubsub)
+            except (RedisError, OSError) as exc:
                 self.connected = False
                 if down_since is None:
-                    down_since = time.monotonic()
+                    down_since = loop.time()
                     log.warning(
-                        "Redis at %s unreachable (%s): progress paused; jobs still "
-                        "run and report their outcome via termination messages",
-                        self.url,
-                        exc,
+                        "Redis at %s unreachable (%s): progress paused; jobs still run and "
+                        "report their outcome via termination messages",
+                        redact(self.url),
+                        redact(str(exc)),
                     )
-                self.stopping.wait(1.0)
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("progress pump error")
-                self.stopping.wait(1.0)
+                await asyncio.sleep(1.0)
+            finally:
+                if client is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await client.aclose()
 
-    def _pump(self, client: redis.Redis, pubsub: Any) -> None:
-        next_flush = time.monotonic() + self.interval
-        while not self.stopping.is_set():
-            timeout = max(0.0, min(0.2, next_flush - time.monotonic()))
-            message = pubsub.get_message(timeout=timeout)
+    async def _pump(self, client: Any, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        next_flush = loop.time() + self.interval
+        while True:
+            timeout = max(0.0, next_flush - loop.time())
+            message = await pubsub.get_message(timeout=timeout)
             while message is not None:
                 key = redis_keys.parse_progress_notice(message.get("data", b""))
                 if key:
                     self.dirty.add(key)
-                message = pubsub.get_message(timeout=0)
-            if time.monotonic() >= next_flush:
-                self.flush(client)
-                next_flush = time.monotonic() + self.interval
+                message = await pubsub.get_message(timeout=0.0)
+            if loop.time() >= next_flush:
+                await self.flush(client)
+                next_flush = loop.time() + self.interval
 
-    def flush(self, client: redis.Redis) -> None:
+    async def flush(self, client: Any) -> None:
         keys, self.dirty = self.dirty, set()
+        targets: list[tuple[Key, str]] = []
         for key in keys:
-            target = self.resolve(key)
-            if target is None:
-                self.last_written.pop(key, None)
+            bj, job = self.rt.backgroundjobs.get(key), self.rt.jobs.get(key)
+            if bj is None or job is None or is_terminal(bj):
+                self.rt.progress.pop(key, None)
                 continue
-            job_uid, in_status = target
-            snapshot = progress_for_status(redis_keys.read_progress(client, key[0], job_uid))
-            if snapshot and snapshot != in_status and snapshot != self.last_written.get(key):
-                try:
-                    self.write(key, snapshot)
-                    self.last_written[key] = snapshot
-                except Exception as exc:  # noqa: BLE001 - try again on the next nudge
-                    log.warning("progress write for %s/%s failed: %s", *key, exc)
+            targets.append((key, job["metadata"]["uid"]))
+        if not targets:
+            return
+        pipe = client.pipeline(transaction=False)
+        for (ns, _), uid in targets:
+            pipe.hgetall(redis_keys.progress_key(ns, uid))
+        raws = await pipe.execute()
+        for (key, _), raw in zip(targets, raws, strict=True):
+            progress = progress_of(redis_keys.decode_progress(raw))
+            if progress is not None and progress != self.rt.progress.get(key):
+                self.rt.progress[key] = progress
+                metrics.PROGRESS_WRITES.inc()
+                self.rt.queue.add(("BackgroundJob", *key))

@@ -7,10 +7,12 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, Phase
+from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, JobScheduleStatus, Phase, RunRef
 from bgjobs.schedule import next_fire_times, parse_schedule, validate_time_zone
-from bgjobs_operator.conditions import set_condition
+from bgjobs_operator.conditions import set_condition, stamp
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.jobspec import job_labels, job_spec, owner_reference
 
@@ -64,9 +66,7 @@ def build_cronjob(
     }
 
 
-def build_run(
-    sched: dict[str, Any], job: dict[str, Any], job_uid_annotation: str
-) -> dict[str, Any]:
+def build_run(sched: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """The BackgroundJob standing for one CronJob run: same name as the run's Job, owned
     by the schedule, adopting the Job the CronJob controller already created."""
     md = sched["metadata"]
@@ -79,7 +79,7 @@ def build_run(
             "name": job["metadata"]["name"],
             "namespace": md["namespace"],
             "labels": {names.SCHEDULE: md["name"]},
-            "annotations": {job_uid_annotation: job["metadata"]["uid"]},
+            "annotations": {names.JOB_UID_ANNOTATION: job["metadata"]["uid"]},
             "ownerReferences": [owner_reference(sched)],
         },
         "spec": spec,
@@ -107,31 +107,23 @@ def schedule_status(
     cron: dict[str, Any] | None,
     runs: list[dict[str, Any]],
     now: datetime,
-) -> dict[str, Any]:
-    current = sched.get("status") or {}
+) -> JobScheduleStatus:
+    current = parse_status(sched.get("status"))
     generation = sched["metadata"].get("generation")
     expr = cron_expression(spec)
     runs = sorted(runs, key=lambda r: r["metadata"].get("creationTimestamp") or "")
     terminal = {p.value for p in TERMINAL_PHASES}
-    active = [
-        {
-            "name": r["metadata"]["name"],
-            "phase": (r.get("status") or {}).get("phase") or Phase.PENDING.value,
-        }
-        for r in runs
-        if (r.get("status") or {}).get("phase") not in terminal
-    ]
-    last = runs[-1] if runs else None
+
+    def ref(run: dict[str, Any]) -> RunRef:
+        phase = (run.get("status") or {}).get("phase") or Phase.PENDING.value
+        return RunRef(name=run["metadata"]["name"], phase=Phase(phase))
+
+    active = [ref(r) for r in runs if (r.get("status") or {}).get("phase") not in terminal]
     nxt = None if spec.suspend else next_fire_times(expr, now, spec.timeZone)[0]
     conditions = set_condition(
-        list(current.get("conditions") or []),
-        "Ready",
-        True,
-        "CronJobReady",
-        f"runs on {expr!r}",
-        generation,
+        current.conditions, "Ready", True, "CronJobReady", f"runs on {expr!r}", generation, now
     )
-    conditions = [c for c in conditions if c["type"] != "Invalid"]
+    conditions = [c for c in conditions if c.type != "Invalid"]
     conditions = set_condition(
         conditions,
         "Suspended",
@@ -139,35 +131,38 @@ def schedule_status(
         "Suspended" if spec.suspend else "Active",
         "",
         generation,
+        now,
     )
-    st: dict[str, Any] = {
-        "cronSchedule": expr,
-        "cronJobName": cron["metadata"]["name"] if cron else None,
-        "lastScheduleTime": ((cron or {}).get("status") or {}).get("lastScheduleTime"),
-        "nextScheduleTime": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None,
-        "lastRun": {
-            "name": last["metadata"]["name"],
-            "phase": (last.get("status") or {}).get("phase") or "Pending",
+    return current.model_copy(
+        update={
+            "cronSchedule": expr,
+            "cronJobName": cron["metadata"]["name"] if cron else None,
+            "lastScheduleTime": ((cron or {}).get("status") or {}).get("lastScheduleTime"),
+            "nextScheduleTime": stamp(nxt) if nxt else None,
+            "lastRun": ref(runs[-1]) if runs else None,
+            "active": active,
+            "conditions": conditions,
+            "observedGeneration": generation,
         }
-        if last
-        else None,
-        "active": active,
-        "conditions": conditions,
-        "observedGeneration": generation,
-    }
-    return {**current, **st}
+    )
 
 
-def invalid_schedule_status(sched: dict[str, Any], message: str) -> dict[str, Any]:
-    current = sched.get("status") or {}
+def invalid_schedule_status(
+    sched: dict[str, Any], message: str, now: datetime
+) -> JobScheduleStatus:
+    current = parse_status(sched.get("status"))
     generation = sched["metadata"].get("generation")
     conditions = set_condition(
-        list(current.get("conditions") or []),
-        "Invalid",
-        True,
-        "InvalidSchedule",
-        message,
-        generation,
+        current.conditions, "Invalid", True, "InvalidSchedule", message, generation, now
     )
-    conditions = set_condition(conditions, "Ready", False, "InvalidSchedule", message, generation)
-    return {**current, "conditions": conditions, "observedGeneration": generation}
+    conditions = set_condition(
+        conditions, "Ready", False, "InvalidSchedule", message, generation, now
+    )
+    return current.model_copy(update={"conditions": conditions, "observedGeneration": generation})
+
+
+def parse_status(raw: dict[str, Any] | None) -> JobScheduleStatus:
+    try:
+        return JobScheduleStatus.model_validate(raw or {})
+    except ValidationError:
+        return JobScheduleStatus()

@@ -1,9 +1,12 @@
-"""Status is a pure function of what is observed."""
+"""Status is a pure function of what is observed and the clock."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
+from bgjobs.api.v1alpha1 import BackgroundJobStatus
 from bgjobs_operator import status as st
 from bgjobs_operator.deadletters import (
     build_dead_letter,
@@ -12,8 +15,13 @@ from bgjobs_operator.deadletters import (
     replay_name,
 )
 
+NOW = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+LATER = datetime(2026, 1, 1, 0, 5, 0, tzinfo=UTC)
 
-def bj(status: dict[str, Any] | None = None) -> dict[str, Any]:
+
+def bj(status: dict[str, Any] | BackgroundJobStatus | None = None) -> dict[str, Any]:
+    if isinstance(status, BackgroundJobStatus):
+        status = st.dump(status)
     return {
         "apiVersion": "bgjobs.dev/v1alpha1",
         "kind": "BackgroundJob",
@@ -37,42 +45,44 @@ def complete(**extra: Any) -> dict[str, Any]:
     )
 
 
+def derive(body: dict[str, Any], j: dict[str, Any], now: datetime = NOW, **kw: Any) -> Any:
+    return st.desired_status(st.Observation(bj=body, job=j, **kw), now)
+
+
 def test_pending_job_needs_no_write() -> None:
     current = bj()
-    desired = st.desired_status(st.Observation(bj=current, job=job(active=1, ready=0)))
-    assert st.status_patch(current["status"], desired) is None
+    assert derive(current, job(active=1, ready=0)) == st.parse(current["status"])
 
 
 def test_running_then_succeeded_with_result() -> None:
-    running = st.desired_status(
-        st.Observation(bj=bj(), job=job(active=1, ready=1, startTime="2026-01-01T00:00:00Z"))
-    )
-    assert running["phase"] == "Running" and running["attempts"] == 1
-    done = st.desired_status(
-        st.Observation(
-            bj=bj(running), job=complete(), outcome={"status": "SUCCESS", "result": {"n": 1}}
-        )
-    )
-    assert done["phase"] == "Succeeded" and done["result"] == {"n": 1}
-    conds = {c["type"]: c["status"] for c in done["conditions"]}
-    assert conds == {"Running": "False", "Succeeded": "True"}
+    running = derive(bj(), job(active=1, ready=1, startTime="2026-01-01T00:00:00Z"))
+    assert running.phase == "Running" and running.attempts == 1
+    done = derive(bj(running), complete(), outcome={"status": "SUCCESS", "result": {"n": 1}})
+    assert done.phase == "Succeeded" and done.result == {"n": 1}
+    assert {c.type: c.status for c in done.conditions} == {"Running": "False", "Succeeded": "True"}
+
+
+def test_result_keeps_nested_nulls_and_unicode_exactly() -> None:
+    value = {"nested": [1, {"deep": ["ü", {"x": None, "empty": {}}]}], "n": None}
+    done = derive(bj(), complete(), outcome={"status": "SUCCESS", "result": value})
+    written = st.dump(done)
+    assert json.dumps(written["result"], sort_keys=True) == json.dumps(value, sort_keys=True)
 
 
 def test_never_steps_back_to_pending_between_pod_end_and_condition() -> None:
-    running = st.desired_status(st.Observation(bj=bj(), job=job(active=1, ready=1)))
-    between = st.desired_status(st.Observation(bj=bj(running), job=job(active=0, ready=0)))
-    assert st.status_patch(running, between) is None
+    running = derive(bj(), job(active=1, ready=1))
+    between = derive(bj(running), job(active=0, ready=0))
+    assert between == running
 
 
 def test_large_result_is_referenced_not_copied() -> None:
-    obs = st.Observation(
-        bj=bj(),
-        job=complete(),
+    done = derive(
+        bj(),
+        complete(),
         result_key="bgjobs:ns:job-uid:result",
         outcome={"status": "SUCCESS", "result": "x" * 10000},
     )
-    done = st.desired_status(obs)
-    assert done["result"] is None and done["resultRef"] == "bgjobs:ns:job-uid:result"
+    assert done.result is None and done.resultRef == "bgjobs:ns:job-uid:result"
 
 
 def test_failure_carries_worker_error_and_job_reason() -> None:
@@ -93,22 +103,50 @@ def test_failure_carries_worker_error_and_job_reason() -> None:
         "attempt": 2,
         "error": {"type": "RuntimeError", "message": "boom"},
     }
-    out = st.desired_status(st.Observation(bj=bj(), job=failed, outcome=outcome))
-    assert out["phase"] == "Failed" and out["attempts"] == 2
-    assert out["error"] == {
+    out = derive(bj(), failed, outcome=outcome)
+    assert out.phase == "Failed" and out.attempts == 2
+    assert out.error is not None
+    assert out.error.model_dump(exclude_none=True) == {
         "type": "RuntimeError",
         "message": "boom",
         "exitCode": 1,
         "attempt": 2,
         "reason": "BackoffLimitExceeded",
     }
-    assert "retries exhausted; RuntimeError: boom" in out["conditions"][-1]["message"]
+    assert "retries exhausted; RuntimeError: boom" in (out.conditions[-1].message or "")
+
+
+def test_every_field_a_task_controls_is_bounded() -> None:
+    """A 2 MB progress stage or error message once made every status write fail
+    (etcd's request limit) and wedged the job in Running."""
+    huge = "s" * 2_000_000
+    progress = st.progress_of({"stage": huge, "message": huge, "current": 1, "percent": 5})
+    assert progress is not None
+    failed = job(
+        failed=1,
+        conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+    )
+    outcome = {"status": "FAILURE", "error": {"type": huge, "message": huge}}
+    out = derive(bj(), failed, outcome=outcome, progress=progress)
+    assert len(json.dumps(st.dump(out))) < 16_000
+    assert out.progress is not None and (out.progress.stage or "").endswith("[truncated]")
+
+
+def test_progress_drops_values_that_are_not_finite_numbers() -> None:
+    progress = st.progress_of({"current": float("nan"), "total": float("inf"), "percent": 50})
+    assert progress is not None and progress.current is None and progress.total is None
+    assert progress.percent == 50.0
 
 
 def test_unchanged_conditions_keep_their_transition_time() -> None:
-    first = st.desired_status(st.Observation(bj=bj(), job=job(active=1, ready=1)))
-    again = st.desired_status(st.Observation(bj=bj(first), job=job(active=1, ready=1)))
-    assert st.status_patch(first, again) is None
+    first = derive(bj(), job(active=1, ready=1))
+    again = derive(bj(first), job(active=1, ready=1), now=LATER)
+    assert again == first
+
+
+def test_an_unreadable_status_starts_over_from_what_can_be_read() -> None:
+    parsed = st.parse({"phase": "Running", "jobName": "j", "unknownField": 1})
+    assert parsed.phase == "Running" and parsed.jobName == "j"
 
 
 def test_dead_letter_is_deterministic_and_replays_are_numbered() -> None:
@@ -120,9 +158,10 @@ def test_dead_letter_is_deterministic_and_replays_are_numbered() -> None:
             "completionTime": "2026-01-01T00:00:00Z",
         }
     )
-    dl = build_dead_letter(body, body["status"], "tail of output")
+    dl = build_dead_letter(body, st.parse(body["status"]), "tail of output")
     assert dl["metadata"]["name"] == "j-12345678"
     assert dl["spec"]["critical"] is True and dl["spec"]["attempts"] == 3
+    assert dl["spec"]["error"] == {"type": "E"}
     assert "ownerReferences" not in dl["metadata"], "a dead letter outlives its job"
     dl["spec"]["replays"] = 2
     dl["status"] = {"replayedJobs": ["j-12345678-r1"]}
@@ -136,9 +175,3 @@ def test_replay_names_fit_a_job_name() -> None:
     dl = {"metadata": {"name": "a" * 63, "namespace": "ns"}, "spec": {}}
     assert len(replay_name(dl, 100)) <= 63
     assert replay_name(dl, 1) != replay_name(dl, 2)
-
-
-def test_patch_removes_fields_that_vanished_from_nested_objects() -> None:
-    current = {"progress": {"current": 1, "message": "old"}, "phase": "Running"}
-    desired = {"progress": {"current": 2}, "phase": "Running"}
-    assert st.status_patch(current, desired) == {"progress": {"current": 2, "message": None}}

@@ -1,104 +1,61 @@
 """Reconcile one BackgroundJob: exactly one batch Job, status derived from it, one
-DeadLetter when it finally fails. Safe to run any number of times, from any event, after
-a crash at any line: every write is create-or-adopt or a patch to a computed state."""
+DeadLetter when it finally fails.
+
+observe (the reads) → decide (pure: observation and clock in, desired status and actions
+out) → act (the writes, DeadLetter before the status that says Failed). Safe to run any
+number of times, after a crash at any line: every write is create-or-adopt or a status
+computed from what is observed.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import urllib.request
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import BackgroundJobSpec, Phase
+from bgjobs.api.v1alpha1 import BackgroundJobSpec, BackgroundJobStatus, Phase
+from bgjobs.redaction import redact
 from bgjobs_operator import metrics
 from bgjobs_operator import status as st
+from bgjobs_operator.actions import (
+    Action,
+    Alert,
+    CreateObject,
+    Decision,
+    DeleteObject,
+    PostEvent,
+)
+from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.deadletters import build_dead_letter, dead_letter_name
+from bgjobs_operator.effects import perform
 from bgjobs_operator.jobspec import InvalidSpec, build_job
-from bgjobs_operator.progress import progress_for_status
-from bgjobs_operator.runtime import Runtime, rv
+from bgjobs_operator.kubeapi import ApiError
+from bgjobs_operator.runtime import Runtime
+from bgjobs_operator.schedules import build_run
 from bgjobs_worker import redis_keys
 from bgjobs_worker.termination import parse_termination_message
 
 log = logging.getLogger(__name__)
-JOB_UID_ANNOTATION = "bgjobs.dev/job-uid"
+KIND = "BackgroundJob"
+# A level-based safety net per unfinished job: watch events drive everything, and this
+# re-derives the status now and then in case one was missed.
+RESYNC_SECONDS = 60.0
 
 
-def reconcile(rt: Runtime, bj: dict[str, Any]) -> None:
-    md = bj["metadata"]
-    if md.get("deletionTimestamp"):
-        return  # the garbage collector removes the Job and its pods
-    with rt.lock(md["uid"]):
-        bj = rt.remember(rt.backgroundjobs, bj)
-        _reconcile(rt, bj)
-
-
-def _reconcile(rt: Runtime, bj: dict[str, Any]) -> None:
-    md = bj["metadata"]
-    ns, name = md["namespace"], md["name"]
-    status = bj.get("status") or {}
-    if st.is_terminal(bj):
-        if st.awaits_dead_letter(status):
-            # Crashed between the failure and the dead letter: finish the job now.
-            _write(rt, bj, _dead_lettered(rt, bj, status, None))
-        return
-    try:
-        spec = BackgroundJobSpec.model_validate(bj.get("spec") or {})
-    except ValidationError as exc:
-        return _invalid(rt, bj, f"spec is invalid: {exc}")
-
-    job = rt.jobs.get((ns, name))
-    if job is not None and not owns(job, bj):
-        job = None if job["metadata"].get("deletionTimestamp") else job
-    if spec.cancel:
-        return _cancel(rt, bj, job)
-    if job is None:
-        job = _create_or_find_job(rt, bj, spec)
-        if job is None:
-            return
-    if not owns(job, bj):
-        return _invalid(
-            rt,
-            bj,
-            f"a Job named {name} already exists and does not belong to "
-            "this BackgroundJob; delete it or choose another name",
-        )
-    _observe_and_write(rt, bj, job)
-
-
-def _create_or_find_job(
-    rt: Runtime, bj: dict[str, Any], spec: BackgroundJobSpec
-) -> dict[str, Any] | None:
-    md = bj["metadata"]
-    ns, name = md["namespace"], md["name"]
-    status = bj.get("status") or {}
-    was_started = status.get("jobName") or (md.get("labels") or {}).get(names.SCHEDULE)
-    if was_started:
-        job = rt.api.read_job(ns, name)
-        if job is None:
-            # Never re-create: the task may already have run (README "Restart safety").
-            _write(rt, bj, st.lost_status(bj, name))
-            rt.api.post_event(
-                bj, "Warning", "JobLost", f"Job {name} disappeared before its outcome was observed"
-            )
-        return job
-    try:
-        manifest = build_job(bj, spec, rt.config)
-    except InvalidSpec as exc:
-        _invalid(rt, bj, str(exc))
-        return None
-    try:
-        return rt.api.create_or_get_job(manifest)
-    except ApiException as exc:
-        if exc.status in (400, 403, 422):
-            _invalid(rt, bj, f"the API server refused the Job: {_api_message(exc)}")
-            return None
-        raise
+@dataclass(frozen=True)
+class Observed:
+    bj: dict[str, Any] | None
+    job: dict[str, Any] | None  # the Job of this name, ours or not
+    job_lost: bool = False  # the job started and the API confirms its Job is gone
+    namespace_terminating: bool = False
+    schedule: dict[str, Any] | None = None  # the JobSchedule of a run Job to adopt
+    outcome: dict[str, Any] | None = None
+    progress: Any = None
+    last_output: str | None = None
 
 
 def owns(job: dict[str, Any], bj: dict[str, Any]) -> bool:
@@ -107,50 +64,112 @@ def owns(job: dict[str, Any], bj: dict[str, Any]) -> bool:
         return True
     # A JobSchedule's run: the CronJob owns the Job, the BackgroundJob records its uid.
     annotations = bj["metadata"].get("annotations") or {}
-    return bool(annotations.get(JOB_UID_ANNOTATION) == job["metadata"].get("uid"))
+    return bool(annotations.get(names.JOB_UID_ANNOTATION) == job["metadata"].get("uid"))
 
 
-def observe(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]) -> st.Observation:
-    """Read what the status is computed from. Pods and Redis are read only when an
-    attempt has finished, so a healthy running job costs no reads at all."""
-    ns = job["metadata"]["namespace"]
-    job_uid = job["metadata"]["uid"]
-    obs = st.Observation(
-        bj=bj,
-        job=job,
-        max_result_bytes=rt.config.max_result_bytes,
-        result_key=redis_keys.result_key(ns, job_uid),
+def started(bj: dict[str, Any]) -> bool:
+    """Whether a Job was ever made for this job: then it is never made again (the task
+    may have run; README "Restart safety")."""
+    md = bj["metadata"]
+    return bool(
+        (bj.get("status") or {}).get("jobName")
+        or (md.get("labels") or {}).get(names.SCHEDULE)
+        or (md.get("annotations") or {}).get(names.JOB_UID_ANNOTATION)
     )
+
+
+# --- observe ------------------------------------------------------------------------------
+
+
+async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
+    bj = rt.backgroundjobs.get((namespace, name))
+    job = rt.jobs.get((namespace, name))
+    if bj is None:
+        return await _observe_orphan_run(rt, job)
+    if bj["metadata"].get("deletionTimestamp") or (
+        st.is_terminal(bj) and not st.awaits_dead_letter(bj.get("status") or {})
+    ):
+        return Observed(bj, job)
+    if job is not None and job["metadata"].get("deletionTimestamp") and not owns(job, bj):
+        job = None  # a foreign Job on its way out: ours can be made once it is gone
+    if job is None and started(bj):
+        # The store may lag; the API server is the authority before declaring it lost.
+        job = await rt.api.get("Job", namespace, name)
+        if job is None:
+            terminating = await _namespace_terminating(rt, namespace)
+            return Observed(bj, None, job_lost=not terminating, namespace_terminating=terminating)
+        job = rt.jobs.put(job)
+    if job is None or not owns(job, bj) or st.is_terminal(bj):
+        return Observed(bj, job)
+    return await _observe_attempts(rt, bj, job)
+
+
+async def _observe_orphan_run(rt: Runtime, job: dict[str, Any] | None) -> Observed:
+    """A CronJob started a run whose BackgroundJob does not exist yet."""
+    if job is None or job["metadata"].get("deletionTimestamp"):
+        return Observed(None, job)
+    schedule = (job["metadata"].get("labels") or {}).get(names.SCHEDULE)
+    if not schedule:
+        return Observed(None, job)
+    ns = job["metadata"]["namespace"]
+    sched = rt.schedules.get((ns, schedule)) or await rt.api.get("JobSchedule", ns, schedule)
+    return Observed(None, job, schedule=sched)
+
+
+async def _namespace_terminating(rt: Runtime, namespace: str) -> bool:
+    """A job vanishing with its namespace is normal, not a loss to record."""
+    try:
+        ns = await rt.api.get("Namespace", None, namespace)
+    except ApiError:
+        return False
+    return ns is None or bool(
+        ns["metadata"].get("deletionTimestamp")
+        or (ns.get("status") or {}).get("phase") == "Terminating"
+    )
+
+
+async def _observe_attempts(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]) -> Observed:
+    """Pods and Redis are read only when an attempt has finished, so a healthy running
+    job costs no reads at all; its progress comes from the progress pump."""
+    md = job["metadata"]
+    ns, uid = md["namespace"], md["uid"]
+    key = (ns, bj["metadata"]["name"])
     jst = job.get("status") or {}
     finished = st.job_condition(job) is not None
     if not finished and not int(jst.get("failed") or 0):
-        return obs
-    obs.outcome = rt.read_redis(redis_keys.read_result, ns, job_uid)
+        return Observed(bj, job, progress=rt.progress.get(key))
+    outcome = await rt.read_redis(_read_result, ns, uid)
+    progress = rt.progress.get(key)
     if finished:
-        obs.progress = progress_for_status(rt.read_redis(redis_keys.read_progress, ns, job_uid))
-    needs_pods = obs.outcome is None or (finished and st.phase_of(job) == Phase.FAILED)
-    if needs_pods:
-        message = _last_termination_message(rt, ns, job["metadata"]["name"], finished)
-        if message is not None:
-            obs.last_output = message
-            parsed = parse_termination_message(message)
-            if obs.outcome is None:
-                obs.outcome = parsed or {
-                    "status": "FAILURE",
-                    "error": {"type": "WorkerCrashed", "message": message[-1000:]},
-                }
-    return obs
+        progress = st.progress_of(await rt.read_redis(_read_progress, ns, uid)) or progress
+    last_output = None
+    if outcome is None or (finished and st.phase_of(job) == Phase.FAILED):
+        last_output = await _last_termination_message(rt, ns, md["name"])
+        if last_output is not None and outcome is None:
+            outcome = parse_termination_message(last_output) or {
+                "status": "FAILURE",
+                "error": {"type": "WorkerCrashed", "message": last_output[-1000:]},
+            }
+    return Observed(bj, job, outcome=outcome, progress=progress, last_output=last_output)
 
 
-def _last_termination_message(rt: Runtime, ns: str, job_name: str, finished: bool) -> str | None:
+async def _read_result(client: Any, ns: str, uid: str) -> dict[str, Any] | None:
+    return redis_keys.decode_result(await client.get(redis_keys.result_key(ns, uid)))
+
+
+async def _read_progress(client: Any, ns: str, uid: str) -> dict[str, Any] | None:
+    return redis_keys.decode_progress(await client.hgetall(redis_keys.progress_key(ns, uid)))
+
+
+async def _last_termination_message(rt: Runtime, ns: str, job_name: str) -> str | None:
     """The newest finished pod's termination message (the worker's JSON outcome, or the
     tail of its output when it died without writing one)."""
     pods = [
         p
-        for p in rt.api.job_pods(ns, job_name)
+        for p in await rt.api.list("Pod", ns, f"{names.JOB_NAME_LABEL}={job_name}")
         if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
     ]
-    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    pods.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
     for pod in reversed(pods):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             term = (cs.get("state") or {}).get("terminated") or {}
@@ -159,138 +178,258 @@ def _last_termination_message(rt: Runtime, ns: str, job_name: str, finished: boo
     return None
 
 
-def _observe_and_write(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]) -> None:
-    obs = observe(rt, bj, job)
-    desired = st.desired_status(obs)
-    if desired.get("phase") == Phase.FAILED:
-        desired = _dead_lettered(rt, bj, desired, obs.last_output)
-    _write(rt, bj, desired)
+# --- decide (pure) ------------------------------------------------------------------------
 
 
-def _dead_lettered(
-    rt: Runtime, bj: dict[str, Any], status: dict[str, Any], last_output: str | None
-) -> dict[str, Any]:
-    """Create the DeadLetter (or find the one made before a crash) before the status
-    says Failed, so a Failed job always has exactly one."""
-    manifest = build_dead_letter(bj, status, last_output)
-    dl, created = rt.api.create_or_get(manifest)
-    if not created and dl["spec"].get("jobUID") != bj["metadata"]["uid"]:
-        log.error("DeadLetter %s belongs to another job", manifest["metadata"]["name"])
-    if created:
-        critical = bool(bj["spec"].get("critical"))
-        metrics.DEAD_LETTERS.labels(bj["spec"]["task"], str(critical).lower()).inc()
-        rt.api.post_event(
+def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
+    bj = obs.bj
+    if bj is None:
+        if obs.schedule is not None and obs.job is not None:
+            return Decision(actions=[CreateObject(build_run(obs.schedule, obs.job))])
+        return Decision()
+    md = bj["metadata"]
+    if md.get("deletionTimestamp"):
+        return Decision()  # the garbage collector removes the Job and its pods
+    current = st.parse(bj.get("status"))
+    generation = md.get("generation")
+    if st.is_terminal(bj):
+        if st.awaits_dead_letter(current):
+            # Crashed between the failure and the dead letter: finish the job now.
+            return _dead_letter(bj, current, current, obs.last_output, now)
+        return Decision()
+    try:
+        spec = BackgroundJobSpec.model_validate(bj.get("spec") or {})
+    except ValidationError as exc:
+        return _invalid(bj, current, f"spec is invalid: {exc}", now)
+    job = obs.job
+    ours = job is not None and owns(job, bj)
+    if spec.cancel and not (ours and job is not None and st.job_condition(job) is not None):
+        actions: list[Action] = []
+        if ours or current.jobName:
+            actions.append(DeleteObject("Job", md["namespace"], md["name"]))
+        return _transition(bj, current, st.cancelled_status(current, generation, now), actions)
+    if job is None:
+        if obs.namespace_terminating:
+            return Decision()
+        if obs.job_lost:
+            lost = st.lost_status(current, generation, md["name"], now)
+            decision = _dead_letter(bj, current, lost, None, now)
+            message = lost.error.message if lost.error else "Job lost"
+            decision.actions.insert(0, PostEvent(bj, "Warning", "JobLost", message or ""))
+            return decision
+        try:
+            manifest = build_job(bj, spec, config)
+        except InvalidSpec as exc:
+            return _invalid(bj, current, str(exc), now)
+        return Decision(actions=[CreateObject(manifest)], requeue_after=RESYNC_SECONDS)
+    if not ours:
+        return _invalid(
+            bj,
+            current,
+            f"a Job named {md['name']} already exists and does not belong to this "
+            "BackgroundJob; delete it or choose another name",
+            now,
+        )
+    observation = st.Observation(
+        bj=bj,
+        job=job,
+        outcome=obs.outcome,
+        progress=obs.progress,
+        last_output=obs.last_output,
+        max_result_bytes=config.max_result_bytes,
+        result_key=redis_keys.result_key(md["namespace"], job["metadata"]["uid"]),
+    )
+    desired = st.desired_status(observation, now)
+    if desired.phase == Phase.FAILED:
+        return _dead_letter(bj, current, desired, obs.last_output, now)
+    return _transition(bj, current, desired, [])
+
+
+def _transition(
+    bj: dict[str, Any],
+    current: BackgroundJobStatus,
+    desired: BackgroundJobStatus,
+    actions: list[Action],
+) -> Decision:
+    """The status write (if anything changed) and the Events announcing what changed.
+    Success is not announced: an Event per successful job would cost an API write each
+    (README "API writes")."""
+    after: list[Action] = []
+    if (
+        desired.phase in (Phase.RUNNING, Phase.RETRYING)
+        and desired.error is not None
+        and desired.error != current.error
+    ):
+        err = desired.error
+        after.append(
+            PostEvent(
+                bj,
+                "Warning",
+                "Retrying",
+                f"attempt {err.attempt or '?'} failed ({err.type}: {err.message}); retrying",
+            )
+        )
+    if desired.phase != current.phase:
+        if desired.phase == Phase.CANCELLED:
+            after.append(
+                PostEvent(bj, "Normal", "Cancelled", "spec.cancel is true; the Job was stopped")
+            )
+        elif desired.phase == Phase.FAILED:
+            after.append(PostEvent(bj, "Warning", "Failed", st.describe_failure(desired.error)))
+    terminal = desired.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+    return Decision(
+        status=st.dump(desired) if desired != current else None,
+        actions=actions,
+        after=after,
+        requeue_after=None if terminal else RESYNC_SECONDS,
+    )
+
+
+def _dead_letter(
+    bj: dict[str, Any],
+    current: BackgroundJobStatus,
+    failed: BackgroundJobStatus,
+    last_output: str | None,
+    now: datetime,
+) -> Decision:
+    """Create the DeadLetter (or find the one made before a crash) before the status says
+    Failed, so a Failed job always has exactly one."""
+    md, spec = bj["metadata"], bj.get("spec") or {}
+    dl_name = dead_letter_name(bj)
+    announce: list[Action] = [
+        PostEvent(
             bj,
             "Warning",
             "DeadLettered",
-            f"moved to DeadLetter {dead_letter_name(bj)}: "
-            f"{st.describe_failure(status.get('error') or {})}",
+            f"moved to DeadLetter {dl_name}: {st.describe_failure(failed.error)}",
         )
-        if critical:
-            _alert(rt, bj, dl)
-    return st.with_dead_letter(status, bj, dead_letter_name(bj))
+    ]
+    if spec.get("critical"):
+        announce.append(
+            Alert(
+                {
+                    "alert": "BackgroundJobDeadLettered",
+                    "critical": True,
+                    "namespace": md["namespace"],
+                    "backgroundJob": md["name"],
+                    "deadLetter": dl_name,
+                    "task": spec.get("task"),
+                    "error": failed.error.model_dump(exclude_none=True) if failed.error else None,
+                }
+            )
+        )
+    create = CreateObject(build_dead_letter(bj, failed, last_output), then=tuple(announce))
+    desired = st.with_dead_letter(failed, md.get("generation"), dl_name, now)
+    decision = _transition(bj, current, desired, [create])
+    return decision
 
 
-def _alert(rt: Runtime, bj: dict[str, Any], dl: dict[str, Any]) -> None:
-    """POST the critical failure to the configured webhook, off the handler thread."""
-    url = rt.config.webhook_url
-    if not url:
-        return
-    body = json.dumps(
-        {
-            "alert": "BackgroundJobDeadLettered",
-            "critical": True,
-            "namespace": bj["metadata"]["namespace"],
-            "backgroundJob": bj["metadata"]["name"],
-            "deadLetter": dl["metadata"]["name"],
-            "task": bj["spec"]["task"],
-            "error": dl["spec"].get("error"),
-        }
-    ).encode()
+def _invalid(
+    bj: dict[str, Any], current: BackgroundJobStatus, message: str, now: datetime
+) -> Decision:
+    desired = st.invalid_status(current, bj["metadata"].get("generation"), message, now)
+    decision = _transition(bj, current, desired, [])
+    if decision.status is not None:
+        decision.after = [PostEvent(bj, "Warning", "InvalidSpec", message)]
+    return decision
 
-    def post() -> None:
-        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+
+# --- act ----------------------------------------------------------------------------------
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
+    obs = await observe(rt, namespace, name)
+    decision = decide(obs, rt.clock(), rt.config)
+    return await act(rt, obs, decision)
+
+
+async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
+    bj = obs.bj
+    for action in decision.actions:
         try:
-            urllib.request.urlopen(req, timeout=10).close()
-        except Exception as exc:  # noqa: BLE001 - an alert failure must not fail the job
-            metrics.WEBHOOK_FAILURES.inc()
-            log.warning("alert webhook %s failed: %s", url, exc)
+            done = await perform(rt.api, action, rt.config.webhook_url)
+        except ApiError as exc:
+            if exc.namespace_terminating:
+                log.debug("namespace terminating, nothing more to do: %s", exc)
+                return None
+            if (
+                bj is not None
+                and isinstance(action, CreateObject)
+                and action.manifest["kind"] == "Job"
+                and exc.status in (400, 403, 422)
+            ):
+                await _refused(rt, bj, f"the API server refused the Job: {exc.message}")
+                return None
+            raise
+        if done is None or not isinstance(action, CreateObject):
+            continue
+        obj, created = done
+        kind = action.manifest["kind"]
+        if kind == "Job" and bj is not None:
+            if not created and not owns(obj, bj):
+                await _refused(
+                    rt,
+                    bj,
+                    f"a Job named {obj['metadata']['name']} already exists and does not "
+                    "belong to this BackgroundJob; delete it or choose another name",
+                )
+                return None
+            rt.jobs.put(obj)
+        elif kind == "BackgroundJob":  # a schedule's run, adopted: reconcile it next
+            put = rt.backgroundjobs.put(obj)
+            rt.queue.add((KIND, put["metadata"]["namespace"], put["metadata"]["name"]))
+        elif kind == "DeadLetter" and bj is not None:
+            if not created and obj.get("spec", {}).get("jobUID") != bj["metadata"]["uid"]:
+                log.error("DeadLetter %s belongs to another job", obj["metadata"]["name"])
+            if created:
+                critical = str(bool(bj["spec"].get("critical"))).lower()
+                metrics.DEAD_LETTERS.labels(bj["spec"].get("task", ""), critical).inc()
+    if bj is not None and decision.status is not None:
+        await _write(rt, bj, decision.status)
+        for action in decision.after:
+            await perform(rt.api, action, rt.config.webhook_url)
+    return decision.requeue_after
 
-    threading.Thread(target=post, name="alert-webhook", daemon=True).start()
 
-
-def _cancel(rt: Runtime, bj: dict[str, Any], job: dict[str, Any] | None) -> None:
-    md = bj["metadata"]
-    if job is not None and st.job_condition(job) is not None:
-        return _observe_and_write(rt, bj, job)  # it finished first: that outcome stands
-    if job is not None or (bj.get("status") or {}).get("jobName"):
-        rt.api.delete_job(md["namespace"], md["name"])
-    _write(rt, bj, st.cancelled_status(bj))
-
-
-def _invalid(rt: Runtime, bj: dict[str, Any], message: str) -> None:
+async def _refused(rt: Runtime, bj: dict[str, Any], message: str) -> None:
+    message = redact(message)
     log.warning(
         "BackgroundJob %s/%s is invalid: %s",
         bj["metadata"]["namespace"],
         bj["metadata"]["name"],
         message,
     )
-    _write(rt, bj, st.invalid_status(bj, message))
+    decision = _invalid(bj, st.parse(bj.get("status")), message, rt.clock())
+    if decision.status is not None:
+        await _write(rt, bj, decision.status)
+        for action in decision.after:
+            await perform(rt.api, action)
 
 
-def _write(rt: Runtime, bj: dict[str, Any], desired: dict[str, Any]) -> None:
-    current = bj.get("status") or {}
-    patch = st.status_patch(current, desired)
-    if patch is None:
-        return
+async def _write(rt: Runtime, bj: dict[str, Any], status: dict[str, Any]) -> None:
     md = bj["metadata"]
-    log.debug("status patch for %s/%s: %s", md["namespace"], md["name"], patch)
-    updated = rt.api.patch_status("BackgroundJob", md["namespace"], md["name"], patch)
-    if rv(updated) > rv(bj):
-        rt.remember(
-            rt.backgroundjobs,
-            {
-                **bj,
-                "metadata": {**md, "resourceVersion": updated["metadata"]["resourceVersion"]},
-                "status": updated.get("status") or {},
-            },
-        )
-    _on_transition(rt, bj, current, desired)
+    old = bj.get("status") or {}
+    updated = await rt.api.replace_status(KIND, md["namespace"], md["name"], status)
+    rt.backgroundjobs.put(updated)
+    _count_transition(bj, old, status)
 
 
-def _on_transition(
-    rt: Runtime, bj: dict[str, Any], old: dict[str, Any], new: dict[str, Any]
-) -> None:
-    """Events and metrics for changes that matter. Success is counted but not announced:
-    an Event per successful job would cost an API write each (README "API writes")."""
-    task = bj["spec"].get("task", "")
+def _count_transition(bj: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
+    task = (bj.get("spec") or {}).get("task", "")
     before, after = old.get("phase") or Phase.PENDING, new.get("phase")
-    failed_attempts = (new.get("attempts") or 0) - (old.get("attempts") or 0)
     if (
-        after in (Phase.RETRYING, Phase.RUNNING)
+        after in (Phase.RUNNING, Phase.RETRYING)
         and new.get("error")
         and new.get("error") != old.get("error")
     ):
-        metrics.RETRIES.labels(task).inc(max(1, failed_attempts))
-        err = new["error"]
-        rt.api.post_event(
-            bj,
-            "Warning",
-            "Retrying",
-            f"attempt {err.get('attempt') or '?'} failed "
-            f"({err.get('type')}: {err.get('message')}); retrying",
-        )
-    if before == after:
+        failed = (new.get("attempts") or 0) - (old.get("attempts") or 0)
+        metrics.RETRIES.labels(task).inc(max(1, failed))
+    if before == after or after not in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
         return
-    if after in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED):
-        metrics.JOBS_FINISHED.labels(task, after).inc()
-        duration = _seconds_between(new.get("startTime"), new.get("completionTime"))
-        if duration is not None:
-            metrics.JOB_DURATION.labels(task).observe(duration)
-    if after == Phase.CANCELLED:
-        rt.api.post_event(bj, "Normal", "Cancelled", "spec.cancel is true; the Job was stopped")
-    elif after == Phase.FAILED:
-        rt.api.post_event(bj, "Warning", "Failed", st.describe_failure(new.get("error") or {}))
+    metrics.JOBS_FINISHED.labels(task, after).inc()
+    duration = _seconds_between(new.get("startTime"), new.get("completionTime"))
+    if duration is not None:
+        metrics.JOB_DURATION.labels(task).observe(duration)
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -301,10 +440,3 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
     except ValueError:
         return None
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        return str(exc.reason)

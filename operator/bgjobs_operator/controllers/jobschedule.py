@@ -1,108 +1,124 @@
-"""Reconcile one JobSchedule: own one CronJob, give every run a BackgroundJob, keep the
-history within its limits, and report schedule status. The CronJob controller does the
-timing; this operator runs no clock of its own for firing runs."""
+"""Reconcile one JobSchedule: own one CronJob, give every run a BackgroundJob (the run's
+adoption is the BackgroundJob reconciler's, keyed by the run Job's name), keep the history
+within its limits, and report schedule status. The CronJob controller does the timing;
+this operator runs no clock of its own for firing runs.
+
+observe (store reads through the by-schedule index) → decide (pure) → act.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from bgjobs.api import names
 from bgjobs.api.v1alpha1 import JobScheduleSpec
-from bgjobs_operator import status as st
-from bgjobs_operator.controllers import backgroundjob
-from bgjobs_operator.runtime import Runtime, trim_object
+from bgjobs_operator.actions import Action, CreateObject, Decision, DeleteObject, PostEvent
+from bgjobs_operator.config import OperatorConfig
+from bgjobs_operator.effects import perform
+from bgjobs_operator.kubeapi import ApiError
+from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import (
     SPEC_HASH,
     build_cronjob,
-    build_run,
     invalid_schedule_status,
+    parse_status,
     runs_to_prune,
     schedule_status,
 )
 
 log = logging.getLogger(__name__)
+KIND = "JobSchedule"
+RESYNC_SECONDS = 300.0
 
 
-def reconcile(rt: Runtime, sched: dict[str, Any], cron: dict[str, Any] | None = None) -> None:
-    md = sched["metadata"]
-    if md.get("deletionTimestamp"):
-        return
-    with rt.lock(md["uid"]):
-        sched = rt.schedules.get((md["namespace"], md["name"]), sched)
-        try:
-            spec = JobScheduleSpec.model_validate(sched["spec"])
-            manifest = build_cronjob(sched, spec, rt.config)
-        except (ValidationError, ValueError) as exc:
-            return _invalid(rt, sched, str(exc))
-        cron = cron or rt.cronjobs.get((md["namespace"], md["name"]))
-        if cron is None or _hash(cron) != _hash(manifest):
-            cron = _apply_cronjob(rt, manifest)
-        runs = [
-            bj
-            for (ns, _), bj in list(rt.backgroundjobs.items())
-            if ns == md["namespace"]
-            and (bj["metadata"].get("labels") or {}).get(names.SCHEDULE) == md["name"]
-        ]
-        for old in runs_to_prune(
-            runs, spec.successfulRunsHistoryLimit, spec.failedRunsHistoryLimit
-        ):
-            rt.api.delete_custom("BackgroundJob", md["namespace"], old["metadata"]["name"])
-            runs.remove(old)
-        desired = schedule_status(sched, spec, cron, runs, datetime.now(UTC))
-        _write(rt, sched, desired)
+@dataclass(frozen=True)
+class Observed:
+    sched: dict[str, Any] | None
+    cron: dict[str, Any] | None
+    runs: list[dict[str, Any]]
 
 
-def _hash(obj: dict[str, Any]) -> str | None:
+def observe(rt: Runtime, namespace: str, name: str) -> Observed:
+    return Observed(
+        sched=rt.schedules.get((namespace, name)),
+        cron=rt.cronjobs.get((namespace, name)),
+        runs=rt.backgroundjobs.by_index("schedule", (namespace, name)),
+    )
+
+
+def spec_hash(obj: dict[str, Any]) -> str | None:
     return (obj["metadata"].get("annotations") or {}).get(SPEC_HASH)
 
 
-def _apply_cronjob(rt: Runtime, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the CronJob, or bring an existing one to the manifest. The spec hash decides:
-    comparing specs would see the API server's defaults as differences and patch forever."""
+def cronjob_patch(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Bring an existing CronJob to the manifest: replace what we own, keep what the
+    controller owns. The spec hash decides when: comparing specs would see the API
+    server's defaults as differences and patch forever."""
     md = manifest["metadata"]
-    created = rt.api.create_cronjob(manifest)
-    if created is not None:
-        return rt.remember(rt.cronjobs, created)
-    existing = rt.api.read_cronjob(md["namespace"], md["name"])
-    if _hash(existing) == _hash(manifest):
-        return rt.remember(rt.cronjobs, existing)
-    # It exists with an older spec: replace what we own, keep what the controller owns.
-    patch = {
+    return {
         "metadata": {"annotations": md["annotations"], "labels": md["labels"]},
         "spec": manifest["spec"],
     }
-    return rt.remember(rt.cronjobs, rt.api.patch_cronjob(md["namespace"], md["name"], patch))
 
 
-def adopt_run(rt: Runtime, job: dict[str, Any]) -> None:
-    """A CronJob just started a run's Job: create the BackgroundJob that reports it."""
-    jmd = job["metadata"]
-    schedule = (jmd.get("labels") or {})[names.SCHEDULE]
-    sched = rt.schedules.get((jmd["namespace"], schedule))
-    if sched is None:
-        found = rt.api.get_custom("JobSchedule", jmd["namespace"], schedule)
-        if found is None:
-            return  # the schedule is gone; its CronJob and Jobs follow
-        sched = trim_object(found)
-    bj, _ = rt.api.create_or_get(build_run(sched, job, backgroundjob.JOB_UID_ANNOTATION))
-    backgroundjob.reconcile(rt, rt.remember(rt.backgroundjobs, trim_object(bj)))
-
-
-def _invalid(rt: Runtime, sched: dict[str, Any], message: str) -> None:
-    desired = invalid_schedule_status(sched, message)
-    if _write(rt, sched, desired):
-        rt.api.post_event(sched, "Warning", "InvalidSchedule", message)
-
-
-def _write(rt: Runtime, sched: dict[str, Any], desired: dict[str, Any]) -> bool:
-    patch = st.status_patch(sched.get("status") or {}, desired)
-    if patch is None:
-        return False
+def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
+    sched = obs.sched
+    if sched is None or sched["metadata"].get("deletionTimestamp"):
+        return Decision()
     md = sched["metadata"]
-    updated = rt.api.patch_status("JobSchedule", md["namespace"], md["name"], patch)
-    rt.remember(rt.schedules, trim_object(updated))
-    return True
+    current = parse_status(sched.get("status"))
+    try:
+        spec = JobScheduleSpec.model_validate(sched["spec"])
+        manifest = build_cronjob(sched, spec, config)
+    except (ValidationError, ValueError) as exc:
+        desired = invalid_schedule_status(sched, str(exc), now)
+        if desired == current:
+            return Decision()
+        return Decision(
+            status=desired.model_dump(mode="json", exclude_none=True),
+            after=[PostEvent(sched, "Warning", "InvalidSchedule", str(exc))],
+        )
+    actions: list[Action] = []
+    cron = obs.cron
+    if cron is None or spec_hash(cron) != spec_hash(manifest):
+        actions.append(CreateObject(manifest))  # act patches one that exists, outdated
+    runs = list(obs.runs)
+    for old in runs_to_prune(runs, spec.successfulRunsHistoryLimit, spec.failedRunsHistoryLimit):
+        actions.append(DeleteObject("BackgroundJob", md["namespace"], old["metadata"]["name"]))
+        runs.remove(old)
+    desired = schedule_status(sched, spec, cron or manifest, runs, now)
+    return Decision(
+        status=None if desired == current else desired.model_dump(mode="json", exclude_none=True),
+        actions=actions,
+        requeue_after=RESYNC_SECONDS,
+    )
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
+    obs = observe(rt, namespace, name)
+    decision = decide(obs, rt.clock(), rt.config)
+    sched = obs.sched
+    for action in decision.actions:
+        try:
+            done = await perform(rt.api, action)
+        except ApiError as exc:
+            if exc.namespace_terminating:
+                return None
+            raise
+        if done is not None and isinstance(action, CreateObject):
+            cron, created = done
+            if not created and spec_hash(cron) != spec_hash(action.manifest):
+                cron = await rt.api.patch(
+                    "CronJob", namespace, name, cronjob_patch(action.manifest)
+                )
+            rt.cronjobs.put(cron)
+    if sched is not None and decision.status is not None:
+        updated = await rt.api.replace_status(KIND, namespace, name, decision.status)
+        rt.schedules.put(updated)
+        for action in decision.after:
+            await perform(rt.api, action)
+    return decision.requeue_after

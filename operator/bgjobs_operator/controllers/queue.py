@@ -1,25 +1,29 @@
-"""Resume queued Jobs while their queue has room (see queues.py for the rule)."""
+"""Resume queued Jobs while their queue has room (queues.py has the rule). Reads only the
+Jobs of this queue in this namespace, through the store's queue index."""
 
 from __future__ import annotations
 
-from bgjobs_operator.queues import queue_of, to_resume
+from bgjobs_operator.actions import Decision, PatchObject
+from bgjobs_operator.queues import to_resume
 from bgjobs_operator.runtime import Runtime
 
 
-def admit(rt: Runtime, namespace: str, queue: str | None) -> None:
-    limit = rt.config.queue_limits.get(queue or "")
+def decide(rt: Runtime, namespace: str, queue: str) -> Decision:
+    limit = rt.config.queue_limits.get(queue)
     if not limit:
-        return
-    with rt.lock(f"queue/{namespace}/{queue}"):
-        jobs = [
-            j for (ns, _), j in list(rt.jobs.items()) if ns == namespace and queue_of(j) == queue
+        return Decision()
+    jobs = rt.jobs.by_index("queue", (namespace, queue))
+    return Decision(
+        actions=[
+            PatchObject("Job", namespace, name, {"spec": {"suspend": False}})
+            for name in to_resume(jobs, limit)
         ]
-        present = {j["metadata"]["name"]: j for j in jobs}
-        for key in [k for k in rt.resumed if k[0] == namespace]:
-            job = present.get(key[1])
-            if job is None or not job["spec"].get("suspend"):
-                rt.resumed.discard(key)  # the watch has caught up (or the Job is gone)
-        just = {name for ns, name in rt.resumed if ns == namespace}
-        for name in to_resume(jobs, limit, just):
-            rt.api.resume_job(namespace, name)
-            rt.resumed.add((namespace, name))
+    )
+
+
+async def admit(rt: Runtime, namespace: str, queue: str) -> None:
+    for action in decide(rt, namespace, queue).actions:
+        assert isinstance(action, PatchObject)
+        # The response goes into the store at once, so the next admission counts this Job
+        # as running even before its watch event arrives: no overshoot in a burst.
+        rt.jobs.put(await rt.api.patch(action.kind, action.namespace, action.name, action.patch))
