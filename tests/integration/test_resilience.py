@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
+
+from kubernetes import client
 
 from tests.integration.support import BgJobs, OperatorProcess, RedisServer, wait_for
 
@@ -96,3 +99,47 @@ def test_redis_outage_loses_no_outcome_and_progress_resumes(
     wait_for(midway, timeout=60, what="progress to flow again after Redis returned")
     assert bgjobs.wait_phase("c", timeout=60)["phase"] == "Succeeded"
     assert "Redis at" in operator.log_text() and "unreachable" in operator.log_text()
+
+
+def test_deleting_a_namespace_with_running_jobs_is_not_a_failure(  # type: ignore[no-untyped-def]
+    api_client, operator
+) -> None:
+    """Jobs vanishing with their namespace are normal: no JobLost, no DeadLetter attempt,
+    no error or traceback in the operator's log (it used to log `reconciling BackgroundJob
+    failed` with `... because it is being terminated` for each)."""
+    core = client.CoreV1Api(api_client)
+    ns = f"t-gone-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    wait_for(
+        lambda: core.read_namespaced_service_account("default", ns),
+        timeout=30,
+        what=f"default ServiceAccount in {ns}",
+    )
+    bgjobs = BgJobs(client.CustomObjectsApi(api_client), ns)
+    for i in range(3):
+        bgjobs.submit(f"long-{i}", "examples.sleep", kwargs={"seconds": 60})
+    wait_for(
+        lambda: all(bgjobs.status(f"long-{i}").get("phase") == "Running" for i in range(3)),
+        timeout=90,
+        what="three running jobs",
+    )
+    log_before = len(operator.log_text())
+    core.delete_namespace(ns)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(ns)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=180, what=f"namespace {ns} deleted")
+    time.sleep(3)  # let any late reconcile of the vanished jobs run and log
+    new_log = operator.log_text()[log_before:]
+    assert "Traceback" not in new_log, new_log
+    assert " ERROR " not in new_log, new_log
+    assert "being terminated" not in new_log, new_log
+    dead = client.CustomObjectsApi(api_client).list_cluster_custom_object(
+        "bgjobs.dev", "v1alpha1", "deadletters"
+    )
+    assert not [d for d in dead["items"] if d["metadata"]["namespace"] == ns]
