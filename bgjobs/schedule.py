@@ -36,7 +36,13 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "CRON_PATTERN",
+    "EXPRESSIBLE_INTERVAL_PATTERN",
     "INTERVAL_PATTERN",
+    "INTERVAL_PREFIX_PATTERN",
+    "MACROS",
+    "MACRO_PATTERN",
+    "TZ_PREFIX_PATTERN",
     "ScheduleError",
     "next_fire_times",
     "parse_schedule",
@@ -52,18 +58,26 @@ class ScheduleError(ValueError):
     """
 
 
-# Kept to the regex subset shared by Python ``re``, Go RE2 (CRD ``pattern``) and pydantic's Rust
-# engine: no look-around, no named groups, the case-insensitive flag at the very start.
-# It checks syntax only; whether cron can express the interval is up to parse_schedule.
+# The spellings of each interval unit, keyed by its one-letter abbreviation (which every
+# spelling starts with), and the seconds it stands for.
+_UNIT_SPELLINGS: Mapping[str, str] = {
+    "s": "s|secs?|seconds?",
+    "m": "m|mins?|minutes?",
+    "h": "h|hrs?|hours?",
+    "d": "d|days?",
+}
+_UNIT_SECONDS: Mapping[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Kept to the regex subset shared by Python ``re``, Go RE2 (CRD ``pattern``, CEL ``matches``)
+# and pydantic's Rust engine: no look-around, no named groups, the case-insensitive flag at the
+# very start. It checks syntax only; whether cron can express the interval is up to
+# parse_schedule (and EXPRESSIBLE_INTERVAL_PATTERN, its regular-expression twin).
 INTERVAL_PATTERN: str = (
     r"(?i)^\s*every\s+(?:([0-9]+)\s*"
-    r"(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)"
+    f"({'|'.join(_UNIT_SPELLINGS.values())})"
     r"|(second|minute|hour|day))\s*$"
 )
 _INTERVAL_RE = re.compile(INTERVAL_PATTERN)
-
-# Every unit spelling starts with its one-letter abbreviation.
-_UNIT_SECONDS: Mapping[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Intervals (in minutes) that cron repeats evenly: divisors of an hour, and whole hours that
 # divide a day. Anything else drifts at the hour or day boundary (*/7 fires at :56 then :00).
@@ -83,6 +97,8 @@ _MACROS: Mapping[str, str] = {
     "@hourly": "0 * * * *",
 }
 
+MACROS: tuple[str, ...] = tuple(_MACROS)
+
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
@@ -91,7 +107,8 @@ _MAX_MONTH_DAYS: Mapping[int, int] = {
     1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31,
 }  # fmt: skip
 
-_TZ_PREFIX_RE = re.compile(r"(?i)^(CRON_)?TZ=")
+TZ_PREFIX_PATTERN: str = r"(?i)^\s*(CRON_)?TZ="
+_TZ_PREFIX_RE = re.compile(TZ_PREFIX_PATTERN)
 
 # The Gregorian calendar repeats every 400 years, so a day pattern not seen within that span
 # never occurs. Parsing already rejects such patterns; this bound is a backstop for the search.
@@ -136,6 +153,51 @@ _FIELDS: tuple[_Field, ...] = (
     ),
 )
 _MINUTE, _HOUR, _DOM, _MONTH, _DOW = _FIELDS
+
+
+# --------------------------------------------------------------------------- patterns for CEL
+# The same knowledge as regular expressions, for the CRD's CEL rules (bgjobs/api/rules.py):
+# built from the tables above, so the API server and parse_schedule read schedules alike.
+# They check what a regular expression can (syntax, each number within its field's bounds,
+# steps no longer than the field); parse_schedule also refuses backwards ranges, steps longer
+# than their range and dates that never occur.
+
+
+def _decimal(low: int, high: int) -> str:
+    """The numbers ``low``..``high`` (below 100), leading zeros allowed, as a regex."""
+    options = []
+    for tens in range(low // 10, high // 10 + 1):
+        first, last = max(low, tens * 10) % 10, min(high, tens * 10 + 9) % 10
+        digits = f"[{first}-{last}]" if first != last else str(first)
+        options.append(digits if tens == 0 else f"{tens}{digits}")
+    return f"0*(?:{'|'.join(options)})"
+
+
+def _interval_amounts(unit: str) -> str:
+    """The amounts of ``unit`` that make an even interval (``every 120s``, ``every 2h``)."""
+    per_unit = _UNIT_SECONDS[unit]
+    amounts = [m * 60 // per_unit for m in _EVEN_MINUTES if m * 60 % per_unit == 0]
+    return f"0*(?:{'|'.join(map(str, amounts))})"
+
+
+def _field_pattern(field: _Field) -> str:
+    names = "".join(f"|{name}" for name in field.names)
+    value = f"(?:{_decimal(field.low, field.limit)}{names})"
+    step = _decimal(1, field.limit - field.low)
+    item = f"(?:[*?]|{value}(?:-{value})?)(?:/{step})?"
+    return f"{item}(?:,{item})*"
+
+
+CRON_PATTERN: str = r"(?i)^\s*" + r"\s+".join(_field_pattern(field) for field in _FIELDS) + r"\s*$"
+MACRO_PATTERN: str = rf"(?i)^\s*({'|'.join(_MACROS)})\s*$"
+INTERVAL_PREFIX_PATTERN: str = r"(?i)^\s*every"
+EXPRESSIBLE_INTERVAL_PATTERN: str = (
+    r"(?i)^\s*every\s+(?:"
+    + "|".join(
+        rf"{_interval_amounts(unit)}\s*(?:{spelled})" for unit, spelled in _UNIT_SPELLINGS.items()
+    )
+    + r"|minute|hour|day)\s*$"
+)
 
 
 @dataclass(frozen=True)
