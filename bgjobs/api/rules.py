@@ -30,6 +30,9 @@ from bgjobs.schedule import (
 )
 
 Node = Mapping[str, Any]
+# What a rule reads: the node's JSON, or the pydantic model holding it (read by attribute,
+# which spares the models a dump on every validation).
+Value = Mapping[str, Any] | BaseModel
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Rule:
 
     cel: str
     message: str
-    check: Callable[[Node], bool]
+    check: Callable[[Value], bool]
 
     def schema(self) -> dict[str, str]:
         return {"rule": self.cel, "message": self.message}
@@ -60,7 +63,7 @@ def x_validations(rules: Iterable[Rule | TransitionRule]) -> list[dict[str, str]
     return [rule.schema() for rule in rules]
 
 
-def violations(node: Node, rules: Iterable[Rule]) -> list[str]:
+def violations(node: Value, rules: Iterable[Rule]) -> list[str]:
     """The messages of the rules ``node`` breaks, in declaration order."""
     return [rule.message for rule in rules if not rule.check(node)]
 
@@ -78,10 +81,11 @@ def _cel_string(text: str) -> str:
 
 
 def _lookup(node: Any, path: str) -> Any:
+    """The value at a dotted path; None where any step is absent (CEL's ``!has()``)."""
     for part in path.split("."):
-        if not isinstance(node, Mapping) or node.get(part) is None:
+        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
+        if node is None:
             return None
-        node = node[part]
     return node
 
 
@@ -100,7 +104,7 @@ def ordered(low: str, op: str, high: str, message: str) -> Rule:
     guards = list(dict.fromkeys(_presence(low) + _presence(high)))
     cel = " || ".join([f"!{g}" for g in guards] + [f"self.{low} {op} self.{high}"])
 
-    def check(node: Node) -> bool:
+    def check(node: Value) -> bool:
         a, b = _lookup(node, low), _lookup(node, high)
         return a is None or b is None or compare(a, b)
 
@@ -112,7 +116,7 @@ def matches_if(field: str, when: str, must: str, message: str) -> Rule:
     cel = f"!self.{field}.matches({_cel_string(when)}) || self.{field}.matches({_cel_string(must)})"
     when_re, must_re = re.compile(when), re.compile(must)
 
-    def check(node: Node) -> bool:
+    def check(node: Value) -> bool:
         value = _lookup(node, field)
         return value is None or not when_re.search(value) or bool(must_re.search(value))
 
@@ -126,7 +130,7 @@ def unless_matches(field: str, exempt: str, must: str, message: str) -> Rule:
     )
     exempt_re, must_re = re.compile(exempt), re.compile(must)
 
-    def check(node: Node) -> bool:
+    def check(node: Value) -> bool:
         value = _lookup(node, field)
         return value is None or bool(exempt_re.search(value) or must_re.search(value))
 
@@ -137,7 +141,7 @@ def never_matches(field: str, pattern: str, message: str) -> Rule:
     cel = f"!self.{field}.matches({_cel_string(pattern)})"
     compiled = re.compile(pattern)
 
-    def check(node: Node) -> bool:
+    def check(node: Value) -> bool:
         value = _lookup(node, field)
         return value is None or not compiled.search(value)
 

@@ -71,7 +71,7 @@ class Model(BaseModel):
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         if declared := self.rules():
-            broken = violations(self.model_dump(mode="json", exclude_none=True), declared)
+            broken = violations(self, declared)
             if broken:
                 raise ValueError("; ".join(broken))
         return self
