@@ -36,6 +36,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "ASCII_PATTERN",
     "CRON_PATTERN",
     "EXPRESSIBLE_INTERVAL_PATTERN",
     "INTERVAL_PATTERN",
@@ -107,6 +108,10 @@ _MAX_MONTH_DAYS: Mapping[int, int] = {
     1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31,
 }  # fmt: skip
 
+# Schedules are printable ASCII with ASCII white space: within it, ``\s`` and ``(?i)`` mean
+# the same to Python, RE2 and str.split().
+ASCII_PATTERN: str = r"^[\t\n\f\r -~]*$"
+_ASCII_RE = re.compile(ASCII_PATTERN)
 TZ_PREFIX_PATTERN: str = r"(?i)^\s*(CRON_)?TZ="
 _TZ_PREFIX_RE = re.compile(TZ_PREFIX_PATTERN)
 
@@ -244,6 +249,11 @@ def parse_schedule(text: str) -> str:
     CronJob understands them. Intervals come back as the equivalent cron expression.
     Raises :class:`ScheduleError` with a message meant for the user who wrote ``text``.
     """
+    if not _ASCII_RE.match(text):
+        raise ScheduleError(
+            f"{_quote(text)} has characters other than printable ASCII, tabs and newlines; "
+            "schedules are ASCII"
+        )
     schedule = " ".join(text.split())
     if not schedule:
         raise ScheduleError(

@@ -21,6 +21,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 
 from bgjobs.schedule import (
+    ASCII_PATTERN,
     CRON_PATTERN,
     EXPRESSIBLE_INTERVAL_PATTERN,
     INTERVAL_PREFIX_PATTERN,
@@ -119,6 +120,17 @@ def matches_if(field: str, when: str, must: str, message: str) -> Rule:
     def check(node: Value) -> bool:
         value = _lookup(node, field)
         return value is None or not when_re.search(value) or bool(must_re.search(value))
+
+    return Rule(cel, message, check)
+
+
+def always_matches(field: str, pattern: str, message: str) -> Rule:
+    cel = f"self.{field}.matches({_cel_string(pattern)})"
+    compiled = re.compile(pattern)
+
+    def check(node: Value) -> bool:
+        value = _lookup(node, field)
+        return value is None or bool(compiled.search(value))
 
     return Rule(cel, message, check)
 
@@ -230,6 +242,9 @@ TASK_TEMPLATE_RULES: tuple[Rule, ...] = (SOFT_BEFORE_HARD, HARD_WITHIN_DEADLINE)
 
 # JobSchedule.spec.schedule: the patterns come from bgjobs.schedule, which parses schedules
 # for the operator, so the API server and the operator read a schedule alike.
+ASCII_ONLY = always_matches(
+    "schedule", ASCII_PATTERN, "a schedule is printable ASCII (with spaces or tabs between fields)"
+)
 NO_TIME_ZONE_PREFIX = never_matches(
     "schedule", TZ_PREFIX_PATTERN, "put the time zone in spec.timeZone, not in the schedule"
 )
@@ -256,6 +271,7 @@ CRON_FIELDS = unless_matches(
     "a,b or any of these with a step /n",
 )
 SCHEDULE_RULES: tuple[Rule, ...] = (
+    ASCII_ONLY,
     NO_TIME_ZONE_PREFIX,
     KNOWN_MACRO,
     EXPRESSIBLE_INTERVAL,

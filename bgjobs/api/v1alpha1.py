@@ -212,6 +212,10 @@ class TaskTemplate(Model):
         return TASK_TEMPLATE_RULES
 
 
+# The BackgroundJob spec fields an update may change: the only ones read after the Job exists.
+MUTABLE_JOB_FIELDS = ("cancel",)
+
+
 class BackgroundJobSpec(TaskTemplate):
     """One run of a task, executed as a batch/v1 Job."""
 
@@ -228,9 +232,6 @@ class BackgroundJobSpec(TaskTemplate):
             ),
             stays_true("cancel", "a cancelled job cannot be resumed"),
         )
-
-
-MUTABLE_JOB_FIELDS = ("cancel",)
 
 
 class Progress(Model):

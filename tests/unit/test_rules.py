@@ -120,6 +120,10 @@ SCHEDULE_CASES = [
     ("every 30s", False, False),
     ("every second", False, False),
     ("every fortnight", False, False),
+    ("0\t9 * *\n* ", True, True),
+    ("every 15\u017f", False, False),  # a long s, which (?i) folds to "s"
+    ("0\u00a00 * * * *", False, False),  # a no-break space, white space to Python only
+    ("0 0 * * mon\u212a", False, False),  # a Kelvin sign
     ("TZ=Europe/Berlin 0 0 * * *", False, False),
     ("CRON_TZ=UTC 0 0 * * *", False, False),
     # What only the parser sees: it refuses them when the operator reconciles (Invalid).
@@ -258,3 +262,13 @@ def test_a_dead_letter_takes_only_more_replays() -> None:
 
 def test_job_schedule_spec_stays_editable() -> None:
     assert JobScheduleSpec.transition_rules() == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(" \t*?,-/0123456789@aeimnrstvyTZ=\u017f\u00a0"), max_size=24)
+)
+def test_the_parser_refuses_whatever_the_crd_refuses_on_any_text(schedule: str) -> None:
+    crd = all(agree(rule, {"schedule": schedule}) for rule in rules.SCHEDULE_RULES)
+    if parses(schedule):
+        assert crd, schedule
