@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devcluster import bins
 from devcluster.cluster import free_port
 
 T = TypeVar("T")
@@ -139,7 +140,7 @@ class OperatorProcess:
             "BGJOBS_TASK_MODULES": "examples.tasks",
             "BGJOBS_METRICS_PORT": str(self.metrics_port),
             "BGJOBS_HEALTH_PORT": str(self.health_port),
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": bins.source_path(),
             **self.extra_env,
         }
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
