@@ -91,6 +91,21 @@ class RedisStore:
 
         return self._guarded("attempt count", incr)
 
+    def return_attempt(self) -> bool:
+        """Uncount this attempt: it was ended by SIGTERM, which the Job does not count when
+        it is a disruption (podFailurePolicy ``Ignore`` on ``DisruptionTarget``), so the
+        next pod must see the same attempt number."""
+        key = redis_keys.attempts_key(self._identity.namespace, self._identity.job_uid)
+
+        def decr(client: Any) -> bool:
+            pipe = client.pipeline(transaction=True)
+            pipe.decr(key)
+            pipe.expire(key, redis_keys.STATE_TTL_SECONDS)
+            pipe.execute()
+            return True
+
+        return bool(self._guarded("attempt count", decr, force=True))
+
     def write_progress(self, snapshot: dict[str, Any]) -> bool:
         key = redis_keys.progress_key(self._identity.namespace, self._identity.job_uid)
 

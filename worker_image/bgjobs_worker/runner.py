@@ -129,6 +129,19 @@ def run_attempt(
     return outcome
 
 
+def disrupted(shutdown: ShutdownSignal, outcome: Outcome) -> bool:
+    """Whether this attempt is one the Job will not count: it failed after SIGTERM.
+
+    Evictions, preemptions and node drains mark the pod ``DisruptionTarget`` and then send
+    SIGTERM; the Job's podFailurePolicy ignores such a pod whatever its exit code (unless a
+    FailJob code ends the Job anyway). The worker cannot read its pod's conditions, so it
+    takes SIGTERM as the sign. A pod deleted outright (``kubectl delete pod``: no
+    ``DisruptionTarget``) is counted by the Job, and the next task then sees one attempt
+    number less than ``status.attempts`` (README, "Limits").
+    """
+    return shutdown.requested and outcome.exit_code != ExitCode.SUCCESS
+
+
 def run(env: Mapping[str, str]) -> int:
     """Run the task the environment describes, report its outcome, return the exit code."""
     identity = identity_from_env(env)
@@ -169,6 +182,8 @@ def run(env: Mapping[str, str]) -> int:
         log.info("SIGTERM arrived after the task finished; reporting its outcome")
     reported = reporter.report(outcome)
     if store is not None:
+        if attempt is not None and disrupted(shutdown, outcome):
+            store.return_attempt()
         store.close()
     # Only the hard-limit watchdog reports first; it is ending the process with exit 4,
     # and the exit code must agree with what it reported.
