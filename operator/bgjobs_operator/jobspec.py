@@ -61,7 +61,20 @@ def worker_env(t: TaskTemplate, config: OperatorConfig) -> list[dict[str, Any]]:
         _literal_env("BGJOBS_RESULT_TTL", str(t.resultTTLSeconds)),
     ]
     if config.redis_url:
-        env.append(_literal_env("BGJOBS_REDIS_URL", config.redis_url))
+        # The password never appears in the Job: pods read it from the Secret (in their
+        # own namespace) that the operator only names; the worker adds it to the URL.
+        env.append(_literal_env("BGJOBS_REDIS_URL", config.worker_redis_url or ""))
+        if config.redis_secret:
+            name, key = config.redis_secret
+            env.append(
+                {
+                    "name": "BGJOBS_REDIS_PASSWORD",
+                    # optional: a namespace without the Secret runs its jobs without Redis
+                    # (outcomes via termination messages) rather than leaving pods
+                    # unstartable; the worker logs the authentication failure.
+                    "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": True}},
+                }
+            )
     if config.task_modules:
         env.append(_literal_env("BGJOBS_TASK_MODULES", ",".join(config.task_modules)))
     if t.timeLimits and t.timeLimits.softSeconds:

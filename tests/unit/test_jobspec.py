@@ -184,3 +184,36 @@ def test_oversized_inputs_and_reserved_env_are_invalid() -> None:
 def test_image_defaults_to_the_operator_setting() -> None:
     assert job_for()["spec"]["template"]["spec"]["containers"][0]["image"] == "example/worker:1"
     assert job_for(image="mine:2")["spec"]["template"]["spec"]["containers"][0]["image"] == "mine:2"
+
+
+def test_the_redis_password_never_appears_in_the_job() -> None:
+    config = OperatorConfig(
+        redis_url="redis://bgjobs:s3cr%40t@redis.infra:6379/0",
+        redis_secret=("redis-auth", "password"),
+    )
+    body = bj()
+    job = build_job(body, BackgroundJobSpec.model_validate(body["spec"]), config)
+    assert "s3cr" not in json.dumps(job)
+    env = env_of(job)
+    assert env["BGJOBS_REDIS_URL"] == "redis://bgjobs@redis.infra:6379/0"
+    assert env["BGJOBS_REDIS_PASSWORD"] == {
+        "secretKeyRef": {"name": "redis-auth", "key": "password", "optional": True}
+    }
+    # Without a Secret to name, the password is still left out (config.parse refuses
+    # such a configuration; this is the last line of defence).
+    bare = build_job(
+        body,
+        BackgroundJobSpec.model_validate(body["spec"]),
+        OperatorConfig(redis_url="redis://:s3cret@r:6379/0"),
+    )
+    assert "s3cret" not in json.dumps(bare)
+    assert "BGJOBS_REDIS_PASSWORD" not in env_of(bare)
+    assert "s3cret" not in repr(config) + repr(OperatorConfig(redis_url="redis://:s3cret@r/0"))
+    with pytest.raises(InvalidSpec, match="reserved"):
+        build_job(
+            bj(env=[{"name": "BGJOBS_REDIS_PASSWORD", "value": "x"}]),
+            BackgroundJobSpec.model_validate(
+                bj(env=[{"name": "BGJOBS_REDIS_PASSWORD", "value": "x"}])["spec"]
+            ),
+            config,
+        )
