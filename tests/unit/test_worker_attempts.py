@@ -90,7 +90,9 @@ IDENTITY = JobIdentity(namespace="ns", job_name="j", job_uid="u-1", pod_name="j-
 @pytest.fixture
 def redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryRedis]:
     memory = MemoryRedis()
-    monkeypatch.setattr(runner, "connect_store", lambda url, identity: RedisStore(memory, identity))
+    monkeypatch.setattr(
+        runner, "connect_store", lambda url, identity, password=None: RedisStore(memory, identity)
+    )
     monkeypatch.setattr(runner.logs, "configure", lambda level="INFO": None)
     previous = signal.getsignal(signal.SIGTERM)
     SEEN.clear()
