@@ -203,3 +203,16 @@ def test_api_writes_per_successful_job(bgjobs: BgJobs, devcluster) -> None:  # t
     assert writes.count(("create", "jobs", None)) == 1
     assert len(writes) <= 3, writes
     assert all(w[0] in ("create", "patch") for w in writes), writes
+
+
+def test_arguments_reach_the_task_byte_for_byte(bgjobs: BgJobs) -> None:
+    """Args travel in env values, where the kubelet expands $(VAR) and $$: the operator
+    escapes them, so the task receives exactly what was submitted."""
+    args = ["$(BGJOBS_TASK)", "price: $$5", "$", "$$(X)", "$(BGJOBS_ARGS", "ü$$$(Y)"]
+    kwargs = {"$(BGJOBS_KWARGS)": "$$", "note": "cost $(HOME) and $PATH"}
+    bgjobs.submit("dollars", "examples.echo", args=args, kwargs=kwargs)
+    st = bgjobs.wait_phase("dollars", timeout=60)
+    assert st["phase"] == "Succeeded", st
+    assert json.dumps(st["result"], sort_keys=True) == json.dumps(
+        {"args": args, "kwargs": kwargs}, sort_keys=True
+    )
