@@ -93,7 +93,7 @@ def test_context_progress_reports_snapshots_and_never_raises() -> None:
         (1, 2, True, False),
         (2, 2, True, False),
         (3, 2, True, True),
-        (4, 2, True, True),  # an evicted pod counted an extra attempt
+        (4, 2, True, True),  # past the last (a SIGKILLed disruption stays counted)
         (1, 2, False, False),  # unknown attempt: do not give up on retries early
         (1, 0, False, True),  # ...unless there are none to give up
     ],
