@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STATE ?= .devcluster/demo
-export PYTHONPATH := $(CURDIR)
+export PYTHONPATH := $(CURDIR):$(CURDIR)/operator:$(CURDIR)/worker_image
 
 .DEFAULT_GOAL := help
 

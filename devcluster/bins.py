@@ -41,3 +41,10 @@ def binary(name: str) -> Path:
 def bin_dirs() -> list[Path]:
     """Directories holding kubectl and helm, to put first on PATH."""
     return [binary("kubectl").parent, binary("helm").parent]
+
+
+def source_path() -> str:
+    """PYTHONPATH for processes that run this tree's code (operator, process node, pods):
+    the packages of this checkout first, ahead of any editable install of another one."""
+    root = HERE.parent
+    return os.pathsep.join(str(p) for p in (root, root / "operator", root / "worker_image"))

@@ -361,7 +361,7 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--node-name={NODE_NAME}",
         ],
         state_dir,
-        env={"PYTHONPATH": str(bins.HERE.parent)},
+        env={"PYTHONPATH": bins.source_path()},
     )
     info = ClusterInfo(
         name=name,

@@ -42,7 +42,7 @@ class Demo:
         self.env = {
             **os.environ,
             "DEVCLUSTER_ID": str(self.state),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": bins.source_path(),
             "PATH": os.pathsep.join(
                 [
                     str(Path(sys.executable).parent),

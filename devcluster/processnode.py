@@ -45,18 +45,37 @@ def pod_path(pod: dict[str, Any]) -> str:
     return f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}"
 
 
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
 def expand(value: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion: known names are replaced, $$ escapes, others stay."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-
-    return _VAR_REF.sub(sub, value)
+    """Kubernetes' $(VAR) expansion, a port of the kubelet's (third_party/forked/golang/
+    expansion): ``$(NAME)`` with NAME up to the first ``)`` is replaced when NAME is
+    defined and left as written otherwise, ``$$`` is ``$``, and any other ``$`` (followed by
+    another character, an unclosed ``$(``, or at the end) stays as it is."""
+    out: list[str] = []
+    checkpoint = 0
+    cursor = 0
+    n = len(value)
+    while cursor < n:
+        if value[cursor] == "$" and cursor + 1 < n:
+            out.append(value[checkpoint:cursor])
+            nxt = value[cursor + 1]
+            advance = 1
+            if nxt == "$":
+                out.append("$")
+            elif nxt == "(":
+                close = value.find(")", cursor + 2)
+                if close == -1:
+                    out.append("$(")
+                else:
+                    name = value[cursor + 2 : close]
+                    out.append(env.get(name, f"$({name})"))
+                    advance = close - cursor
+            else:
+                out.append("$" + nxt)
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    out.append(value[checkpoint:])
+    return "".join(out)
 
 
 def field_ref(pod: dict[str, Any], path: str, node: str) -> str:

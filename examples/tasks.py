@@ -25,6 +25,12 @@ def add(x: float, y: float) -> float:
     return x + y
 
 
+@task(name="examples.echo")
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Returns its arguments: what the task received, for the user to read back."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
 @task(name="examples.progress", bind=True)
 def progress(ctx: TaskContext, steps: int = 10, delay: float = 0.2) -> dict[str, int]:
     for step in range(1, steps + 1):
@@ -64,6 +70,15 @@ def sleep(seconds: float = 30.0) -> dict[str, float]:
         log.info("sleep interrupted by shutdown")
         raise
     return {"slept": seconds}
+
+
+@task(name="examples.sleep_then_attempt", bind=True)
+def sleep_then_attempt(ctx: TaskContext, seconds: float = 5.0) -> dict[str, Any]:
+    """Sleeps (SIGTERM ends it with exit 143), then reports the attempt number it saw."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    return {"attempt": ctx.attempt, "isLastAttempt": ctx.is_last_attempt}
 
 
 @task(name="examples.soft_limit", soft_time_limit=0.5)

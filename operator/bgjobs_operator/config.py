@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
+from urllib.parse import SplitResult, quote, unquote, urlsplit
+
+from bgjobs.redaction import redact_url
 
 
 def _csv(value: str | None) -> list[str]:
@@ -17,7 +20,12 @@ class OperatorConfig:
     default_image: str = "bgjobs/worker:0.1.0"
     worker_command: list[str] = field(default_factory=lambda: ["bgjobs-worker", "run"])
     task_modules: list[str] = field(default_factory=list)
-    redis_url: str | None = None
+    # The operator's own connection, password included: never logged (redis_url_redacted),
+    # never written into a Job (jobspec uses worker_redis_url and redis_secret).
+    redis_url: str | None = field(default=None, repr=False)
+    # (Secret name, key) holding the Redis password, in every namespace jobs run in: pods
+    # get it through secretKeyRef; the operator never reads it.
+    redis_secret: tuple[str, str] | None = None
     webhook_url: str | None = None
     metrics_port: int = 8080
     health_port: int = 8081
@@ -31,6 +39,77 @@ class OperatorConfig:
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def redis_url_redacted(self) -> str | None:
+        """The Redis URL as logs, Events, conditions and metrics may show it."""
+        return redact_url(self.redis_url) if self.redis_url else None
+
+    @property
+    def worker_redis_url(self) -> str | None:
+        """The Redis URL written into Jobs: without its password, whatever the config."""
+        return split_password(self.redis_url)[0] if self.redis_url else None
+
+
+def _unsplit(parts: SplitResult, netloc: str) -> str:
+    """urlunsplit, keeping ``//`` before an empty host (``unix:///path``)."""
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}{fragment}"
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """``redis://user:pw@host/0`` -> (``redis://user@host/0``, ``pw``); the password is
+    unquoted, the user name kept. A URL without a password comes back unchanged."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, colon, password = userinfo.partition(":")
+    if not colon:
+        return url, None
+    netloc = f"{user}@{hostport}" if user else hostport
+    return _unsplit(parts, netloc), unquote(password)
+
+
+def with_password(url: str, password: str) -> str:
+    """The URL with ``password`` in its userinfo (replacing any there)."""
+    bare, _ = split_password(url)
+    parts = urlsplit(bare)
+    user, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"{user if at else ''}:{quote(password, safe='')}@{hostport}"
+    return _unsplit(parts, netloc)
+
+
+def parse_redis_secret(text: str | None) -> tuple[str, str] | None:
+    """'redis-auth/password' -> ('redis-auth', 'password')."""
+    if not text or not text.strip():
+        return None
+    name, sep, key = text.strip().partition("/")
+    if not sep or not name or not key or "/" in key:
+        raise SystemExit(f"--redis-secret: {text!r} is not SECRET/KEY (e.g. redis-auth/password)")
+    return name, key
+
+
+def redis_settings(
+    url: str | None, secret: str | None, password: str | None
+) -> tuple[str | None, tuple[str, str] | None]:
+    """The operator's Redis URL (with ``password``, from $BGJOBS_REDIS_PASSWORD, when given)
+    and the Secret reference for pods. A password with no Secret for the pods is refused:
+    it would be written into every Job."""
+    ref = parse_redis_secret(secret)
+    if not url:
+        return None, ref
+    if password:
+        url = with_password(url, password)
+    if split_password(url)[1] is not None and ref is None:
+        raise SystemExit(
+            f"the Redis URL {redact_url(url)} has a password but --redis-secret "
+            "($BGJOBS_REDIS_SECRET) names no Secret for the workers: create a Secret holding "
+            "the password in every namespace jobs run in and pass --redis-secret SECRET/KEY "
+            "(the password is never written into a Job)"
+        )
+    return url, ref
 
 
 ENV_FLAGS: list[tuple[str, str, str]] = [
@@ -58,7 +137,15 @@ ENV_FLAGS: list[tuple[str, str, str]] = [
     (
         "--redis-url",
         "BGJOBS_REDIS_URL",
-        "Redis for progress and results, e.g. redis://redis:6379/0; empty: no progress",
+        "Redis for progress and results, e.g. redis://redis:6379/0; empty: no progress. "
+        "A password here (or in $BGJOBS_REDIS_PASSWORD, which is added to the URL) needs "
+        "--redis-secret",
+    ),
+    (
+        "--redis-secret",
+        "BGJOBS_REDIS_SECRET",
+        "SECRET/KEY of a Secret holding the Redis password, present in every namespace jobs "
+        "run in: workers get it through secretKeyRef (the operator never reads it)",
     ),
     (
         "--webhook-url",
@@ -91,6 +178,11 @@ def parse(argv: list[str] | None = None) -> OperatorConfig:
         parser.add_argument(flag, default=os.environ.get(env), help=f"{help_} [${env}]")
     opts = parser.parse_args(argv)
     defaults = OperatorConfig()
+    # The operator's own password comes from the environment only: a command line is
+    # visible to every process on the node.
+    redis_url, redis_secret = redis_settings(
+        opts.redis_url, opts.redis_secret, os.environ.get("BGJOBS_REDIS_PASSWORD")
+    )
     return OperatorConfig(
         namespaces=_csv(opts.namespaces),
         default_image=opts.default_image or defaults.default_image,
@@ -98,7 +190,8 @@ def parse(argv: list[str] | None = None) -> OperatorConfig:
             opts.worker_command.split() if opts.worker_command else defaults.worker_command
         ),
         task_modules=_csv(opts.task_modules),
-        redis_url=opts.redis_url or None,
+        redis_url=redis_url,
+        redis_secret=redis_secret,
         webhook_url=opts.webhook_url or None,
         metrics_port=int(opts.metrics_port) if opts.metrics_port else defaults.metrics_port,
         health_port=int(opts.health_port) if opts.health_port else defaults.health_port,

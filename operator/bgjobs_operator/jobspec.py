@@ -24,6 +24,16 @@ class InvalidSpec(ValueError):
     """The spec passed the CRD schema but cannot be run; the message says why."""
 
 
+def literal(value: str) -> str:
+    """An env value the kubelet passes through unchanged: it expands ``$(VAR)`` and turns
+    ``$$`` into ``$`` in every ``value``, so each ``$`` is written ``$$``."""
+    return value.replace("$", "$$")
+
+
+def _literal_env(name: str, value: str) -> dict[str, Any]:
+    return {"name": name, "value": literal(value)}
+
+
 def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -36,28 +46,43 @@ def worker_env(t: TaskTemplate, config: OperatorConfig) -> list[dict[str, Any]]:
             f"{config.max_input_bytes}-byte limit; pass large inputs by reference "
             "(an object-storage URL or a ConfigMap name)"
         )
+    # Every value below is data, never a $(VAR) reference: written through literal().
     env: list[dict[str, Any]] = [
-        {"name": "BGJOBS_TASK", "value": t.task},
-        {"name": "BGJOBS_ARGS", "value": args},
-        {"name": "BGJOBS_KWARGS", "value": kwargs},
+        _literal_env("BGJOBS_TASK", t.task),
+        _literal_env("BGJOBS_ARGS", args),
+        _literal_env("BGJOBS_KWARGS", kwargs),
         _field_env("BGJOBS_NAMESPACE", "metadata.namespace"),
         _field_env("BGJOBS_JOB_NAME", f"metadata.labels['{names.JOB_NAME_LABEL}']"),
         _field_env("BGJOBS_JOB_UID", f"metadata.labels['{names.JOB_UID_LABEL}']"),
         _field_env("BGJOBS_POD_NAME", "metadata.name"),
-        {"name": "BGJOBS_MAX_RETRIES", "value": str(t.retry.maxRetries)},
-        {"name": "BGJOBS_RETRY_ON", "value": ",".join(t.retry.retryOn)},
-        {"name": "BGJOBS_PERMANENT_ON", "value": ",".join(t.retry.permanentOn)},
-        {"name": "BGJOBS_RESULT_TTL", "value": str(t.resultTTLSeconds)},
+        _literal_env("BGJOBS_MAX_RETRIES", str(t.retry.maxRetries)),
+        _literal_env("BGJOBS_RETRY_ON", ",".join(t.retry.retryOn)),
+        _literal_env("BGJOBS_PERMANENT_ON", ",".join(t.retry.permanentOn)),
+        _literal_env("BGJOBS_RESULT_TTL", str(t.resultTTLSeconds)),
     ]
     if config.redis_url:
-        env.append({"name": "BGJOBS_REDIS_URL", "value": config.redis_url})
+        # The password never appears in the Job: pods read it from the Secret (in their
+        # own namespace) that the operator only names; the worker adds it to the URL.
+        env.append(_literal_env("BGJOBS_REDIS_URL", config.worker_redis_url or ""))
+        if config.redis_secret:
+            name, key = config.redis_secret
+            env.append(
+                {
+                    "name": "BGJOBS_REDIS_PASSWORD",
+                    # optional: a namespace without the Secret runs its jobs without Redis
+                    # (outcomes via termination messages) rather than leaving pods
+                    # unstartable; the worker logs the authentication failure.
+                    "valueFrom": {"secretKeyRef": {"name": name, "key": key, "optional": True}},
+                }
+            )
     if config.task_modules:
-        env.append({"name": "BGJOBS_TASK_MODULES", "value": ",".join(config.task_modules)})
+        env.append(_literal_env("BGJOBS_TASK_MODULES", ",".join(config.task_modules)))
     if t.timeLimits and t.timeLimits.softSeconds:
-        env.append({"name": "BGJOBS_SOFT_TIME_LIMIT", "value": str(t.timeLimits.softSeconds)})
+        env.append(_literal_env("BGJOBS_SOFT_TIME_LIMIT", str(t.timeLimits.softSeconds)))
     if t.timeLimits and t.timeLimits.hardSeconds:
-        env.append({"name": "BGJOBS_TIME_LIMIT", "value": str(t.timeLimits.hardSeconds)})
-    # User variables come last so they can reference ours with $(VAR), not override them.
+        env.append(_literal_env("BGJOBS_TIME_LIMIT", str(t.timeLimits.hardSeconds)))
+    # User variables come last so they can reference ours with $(VAR), not override them;
+    # theirs are not escaped: $(VAR) there is the Kubernetes feature the user asked for.
     reserved = {e["name"] for e in env}
     for var in t.env:
         if var.name in reserved:

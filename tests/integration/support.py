@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+from devcluster import bins
 from devcluster.cluster import free_port
 
 T = TypeVar("T")
@@ -57,14 +59,22 @@ class RedisServer:
     port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
+    # requirepass: clients must AUTH (url_with_password) when set
+    password: str | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def url_with_password(self) -> str:
+        return f"redis://:{quote(self.password or '', safe='')}@127.0.0.1:{self.port}/0"
+
     @classmethod
-    def start(cls, workdir: Path, port: int | None = None) -> RedisServer:
-        server = cls(port=port or free_port(), workdir=workdir)
+    def start(
+        cls, workdir: Path, port: int | None = None, password: str | None = None
+    ) -> RedisServer:
+        server = cls(port=port or free_port(), workdir=workdir, password=password)
         server.resume()
         return server
 
@@ -83,6 +93,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -92,7 +103,8 @@ class RedisServer:
         def ping() -> bool:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                # With requirepass, an unauthenticated PING is refused: the server is up.
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
 
         wait_for(ping, timeout=20, what="redis-server")
 
@@ -139,7 +151,7 @@ class OperatorProcess:
             "BGJOBS_TASK_MODULES": "examples.tasks",
             "BGJOBS_METRICS_PORT": str(self.metrics_port),
             "BGJOBS_HEALTH_PORT": str(self.health_port),
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": bins.source_path(),
             **self.extra_env,
         }
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from kubernetes import client
 
-from tests.integration.support import BgJobs, processes_with, wait_for
+from bgjobs_worker import redis_keys
+from tests.integration.support import BgJobs, RedisServer, processes_with, wait_for
 
 
 def one_dead_letter(bgjobs: BgJobs, job: str) -> dict[str, Any]:
@@ -203,3 +205,52 @@ def test_api_writes_per_successful_job(bgjobs: BgJobs, devcluster) -> None:  # t
     assert writes.count(("create", "jobs", None)) == 1
     assert len(writes) <= 3, writes
     assert all(w[0] in ("create", "patch") for w in writes), writes
+
+
+def test_arguments_reach_the_task_byte_for_byte(bgjobs: BgJobs) -> None:
+    """Args travel in env values, where the kubelet expands $(VAR) and $$: the operator
+    escapes them, so the task receives exactly what was submitted."""
+    args = ["$(BGJOBS_TASK)", "price: $$5", "$", "$$(X)", "$(BGJOBS_ARGS", "ü$$$(Y)"]
+    kwargs = {"$(BGJOBS_KWARGS)": "$$", "note": "cost $(HOME) and $PATH"}
+    bgjobs.submit("dollars", "examples.echo", args=args, kwargs=kwargs)
+    st = bgjobs.wait_phase("dollars", timeout=60)
+    assert st["phase"] == "Succeeded", st
+    assert json.dumps(st["result"], sort_keys=True) == json.dumps(
+        {"args": args, "kwargs": kwargs}, sort_keys=True
+    )
+
+
+def test_an_evicted_attempt_is_not_counted_by_the_job_or_the_task(
+    bgjobs: BgJobs, core: client.CoreV1Api, batch: client.BatchV1Api, redis_server: RedisServer
+) -> None:
+    """Eviction marks the pod DisruptionTarget, the Job ignores it (podFailurePolicy), and
+    the next pod's task sees the same attempt number as status.attempts."""
+    ns = bgjobs.namespace
+    bgjobs.submit(
+        "evicted", "examples.sleep_then_attempt", kwargs={"seconds": 4}, retry={"maxRetries": 1}
+    )
+    bgjobs.wait_phase("evicted", "Running", timeout=60)
+    uid = batch.read_namespaced_job("evicted", ns).metadata.uid
+    rds = redis.Redis.from_url(redis_server.url)
+    wait_for(
+        lambda: redis_keys.read_attempts(rds, ns, uid) == 1, timeout=20, what="attempt 1 counted"
+    )
+    (first,) = pods_of(core, ns, "evicted")
+    core.create_namespaced_pod_eviction(
+        first.metadata.name,
+        ns,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=first.metadata.name, namespace=ns)),
+    )
+
+    def disrupted() -> bool:
+        pod = core.read_namespaced_pod(first.metadata.name, ns)
+        return any(c.type == "DisruptionTarget" for c in pod.status.conditions or [])
+
+    wait_for(disrupted, timeout=10, what="the evicted pod marked DisruptionTarget")
+    st = bgjobs.wait_phase("evicted", timeout=120)
+    assert st["phase"] == "Succeeded", st
+    (second,) = pods_of(core, ns, "evicted")
+    assert second.metadata.name != first.metadata.name
+    assert not batch.read_namespaced_job("evicted", ns).status.failed
+    assert st["attempts"] == 1
+    assert st["result"] == {"attempt": 1, "isLastAttempt": False}

@@ -388,6 +388,40 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
         assert not any("kopf.dev" in r["apiGroups"] for r in rules)
 
 
+@pytest.mark.parametrize("variant", ["default", "bundled-redis"])
+def test_the_redis_password_comes_from_an_existing_secret(helm: Helm, variant: str) -> None:
+    """The chart names a Secret it does not create; the password is never a value."""
+    sets = ["redis.existingSecret=redis-auth"]
+    if variant == "default":
+        sets.append("redis.url=redis://bgjobs@redis.infra:6379/0")
+    helm("lint", "--strict", str(CHART), *values_args(variant, *sets))
+    set_args = [arg for item in sets for arg in ("--set", item)]
+    objects = render(helm, variant, "bgjobs", *set_args)
+    assert "Secret" not in {o["kind"] for o in objects}
+    env = env_of(operator_container(objects))
+    ref = {"secretKeyRef": {"name": "redis-auth", "key": "redis-password"}}
+    assert env["BGJOBS_REDIS_PASSWORD"] == ref
+    assert env["BGJOBS_REDIS_SECRET"] == "redis-auth/redis-password"
+    rules = [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
+    assert not any("secrets" in r["resources"] for r in rules)
+    if variant == "bundled-redis":
+        (redis_deploy,) = find(objects, "Deployment", "bgjobs-redis")
+        container = redis_deploy["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+        assert env_of(container)["REDIS_PASSWORD"] == ref
+    other_key = render(helm, variant, "bgjobs", *set_args, "--set", "redis.existingSecretKey=pw")
+    assert env_of(operator_container(other_key))["BGJOBS_REDIS_SECRET"] == "redis-auth/pw"
+    refused = helm(
+        "template",
+        "bgjobs",
+        str(CHART),
+        "--set",
+        "redis.url=redis://:hunter2@r:6379/0",
+        check=False,
+    )
+    assert refused.returncode != 0 and "redis.existingSecret" in refused.stderr
+
+
 @pytest.mark.parametrize("variant", [*VARIANTS, "namespaced+peering"])
 def test_api_server_accepts_every_rendered_object(
     helm: Helm,

@@ -187,6 +187,8 @@ def test_sigterm_raises_worker_shutdown_and_exits_143(job: Job, rds: redis.Redis
     stored = redis_keys.read_result(rds, NAMESPACE, job.uid)
     assert stored is not None
     assert stored["exitCode"] == 143
+    # A SIGTERM is a disruption the Job does not count: the attempt number is given back.
+    assert redis_keys.read_attempts(rds, NAMESPACE, job.uid) == 0
 
 
 def test_attempts_count_across_pods_of_one_job(job: Job, rds: redis.Redis) -> None:

@@ -93,7 +93,7 @@ def test_context_progress_reports_snapshots_and_never_raises() -> None:
         (1, 2, True, False),
         (2, 2, True, False),
         (3, 2, True, True),
-        (4, 2, True, True),  # an evicted pod counted an extra attempt
+        (4, 2, True, True),  # past the last (a SIGKILLed disruption stays counted)
         (1, 2, False, False),  # unknown attempt: do not give up on retries early
         (1, 0, False, True),  # ...unless there are none to give up
     ],
@@ -208,3 +208,15 @@ def test_progress_writer_without_reports_starts_no_thread() -> None:
     before = threading.active_count()
     ProgressWriter(lambda _s: None).close()
     assert threading.active_count() == before
+
+
+def test_the_worker_takes_its_redis_password_from_the_secret_variable() -> None:
+    from bgjobs_worker.config import redis_password_from_env, redis_url_from_env
+
+    env = {"BGJOBS_REDIS_URL": "redis://r:6379/0", "BGJOBS_REDIS_PASSWORD": "s3cret "}
+    assert redis_url_from_env(env) == "redis://r:6379/0"
+    assert redis_password_from_env(env) == "s3cret "
+    assert redis_password_from_env({}) is None
+    identity = JobIdentity(namespace="ns", job_name="j", job_uid="u", pod_name="p")
+    store = RedisStore.from_url("redis://r:6379/0", identity, password="s3cret ")
+    assert store._client.connection_pool.connection_kwargs["password"] == "s3cret "

@@ -34,6 +34,12 @@ def redis_url_from_env(env: Mapping[str, str]) -> str | None:
     return env.get("BGJOBS_REDIS_URL", "").strip() or None
 
 
+def redis_password_from_env(env: Mapping[str, str]) -> str | None:
+    """The password from the Secret the operator names (secretKeyRef): the Job's URL never
+    carries one. Used as is: a password may end in a space."""
+    return env.get("BGJOBS_REDIS_PASSWORD") or None
+
+
 def termination_path_from_env(env: Mapping[str, str]) -> str:
     return env.get("BGJOBS_TERMINATION_LOG", "").strip() or DEFAULT_TERMINATION_LOG
 

@@ -66,8 +66,10 @@ class TaskContext:
 
         With an unknown attempt number only ``max_retries == 0`` is certain; otherwise say
         False, so a task does not take its last-resort fallback while retries remain.
-        Pod disruptions (evictions) are not counted by the Job but do count here, so after
-        one this can turn True one attempt early, never late.
+        Pod disruptions (evictions: SIGTERM) give their attempt number back, as the Job
+        does not count them either (runner.disrupted). Only a pod deleted outright, which
+        the Job counts, leaves this one attempt late, and a disrupted task that outlives
+        its grace period (SIGKILL) one attempt early.
         """
         if not self.attempt_known:
             return self.max_retries == 0

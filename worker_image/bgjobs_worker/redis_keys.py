@@ -8,6 +8,8 @@ key / channel                      type    content (written by the worker)
 =================================  ======  ===================================================
 ``bgjobs:{ns}:{uid}:attempts``     string  integer, INCR at the start of every attempt (pod);
                                            its value is that attempt's 1-based number.
+                                           DECR when an attempt fails after SIGTERM (a
+                                           disruption the Job does not count).
                                            TTL ``STATE_TTL_SECONDS`` (7 days).
 ``bgjobs:{ns}:{uid}:progress``     hash    the latest progress snapshot, replaced whole:
                                            ``current``, ``total``, ``percent`` (JSON numbers),

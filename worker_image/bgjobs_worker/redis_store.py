@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from bgjobs_worker import redis_keys
 from bgjobs_worker.context import JobIdentity
+from bgjobs_worker.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ class RedisStore:
         self._down = False
 
     @classmethod
-    def from_url(cls, url: str, identity: JobIdentity) -> RedisStore:
+    def from_url(cls, url: str, identity: JobIdentity, password: str | None = None) -> RedisStore:
+        """``password`` is used when the URL has none (the Job's URL never has one)."""
         client = redis.Redis.from_url(
             url,
+            password=password,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             # redis-py retries with backoff by default; one quick failure is what we want,
@@ -68,7 +71,7 @@ class RedisStore:
                 log.warning(
                     "Redis unavailable (%s: %s); %s dropped, retrying at most once per %gs",
                     type(exc).__name__,
-                    exc,
+                    redact(str(exc)),
                     what,
                     self._retry_interval,
                 )
@@ -90,6 +93,21 @@ class RedisStore:
             return int(pipe.execute()[0])
 
         return self._guarded("attempt count", incr)
+
+    def return_attempt(self) -> bool:
+        """Uncount this attempt: it was ended by SIGTERM, which the Job does not count when
+        it is a disruption (podFailurePolicy ``Ignore`` on ``DisruptionTarget``), so the
+        next pod must see the same attempt number."""
+        key = redis_keys.attempts_key(self._identity.namespace, self._identity.job_uid)
+
+        def decr(client: Any) -> bool:
+            pipe = client.pipeline(transaction=True)
+            pipe.decr(key)
+            pipe.expire(key, redis_keys.STATE_TTL_SECONDS)
+            pipe.execute()
+            return True
+
+        return bool(self._guarded("attempt count", decr, force=True))
 
     def write_progress(self, snapshot: dict[str, Any]) -> bool:
         key = redis_keys.progress_key(self._identity.namespace, self._identity.job_uid)

@@ -16,6 +16,7 @@ from bgjobs_worker import logs
 from bgjobs_worker.attempt import ErrorInfo, Outcome, execute, last_lines, result_document
 from bgjobs_worker.config import (
     identity_from_env,
+    redis_password_from_env,
     redis_url_from_env,
     task_settings_from_env,
     termination_path_from_env,
@@ -24,6 +25,7 @@ from bgjobs_worker.context import JobIdentity, TaskContext
 from bgjobs_worker.errors import ExitCode, PermanentError, TimeLimitExceeded
 from bgjobs_worker.limits import hard_time_limit, main_thread_stack, soft_time_limit
 from bgjobs_worker.progress_writer import ProgressWriter
+from bgjobs_worker.redaction import redact
 from bgjobs_worker.redis_keys import DEFAULT_RESULT_TTL_SECONDS
 from bgjobs_worker.redis_store import RedisStore
 from bgjobs_worker.registry import get_task, import_task_modules
@@ -62,7 +64,9 @@ class OutcomeReporter:
         return True
 
 
-def connect_store(url: str | None, identity: JobIdentity) -> RedisStore | None:
+def connect_store(
+    url: str | None, identity: JobIdentity, password: str | None = None
+) -> RedisStore | None:
     if not url:
         log.warning("BGJOBS_REDIS_URL is not set: running without progress or result storage")
         return None
@@ -70,9 +74,9 @@ def connect_store(url: str | None, identity: JobIdentity) -> RedisStore | None:
         log.warning("BGJOBS_NAMESPACE or BGJOBS_JOB_UID is not set: running without Redis")
         return None
     try:
-        return RedisStore.from_url(url, identity)
+        return RedisStore.from_url(url, identity, password=password)
     except ValueError as exc:  # a malformed URL: a spec mistake, but not the task's failure
-        log.warning("BGJOBS_REDIS_URL is unusable (%s): running without Redis", exc)
+        log.warning("BGJOBS_REDIS_URL is unusable (%s): running without Redis", redact(str(exc)))
         return None
 
 
@@ -129,6 +133,19 @@ def run_attempt(
     return outcome
 
 
+def disrupted(shutdown: ShutdownSignal, outcome: Outcome) -> bool:
+    """Whether this attempt is one the Job will not count: it failed after SIGTERM.
+
+    Evictions, preemptions and node drains mark the pod ``DisruptionTarget`` and then send
+    SIGTERM; the Job's podFailurePolicy ignores such a pod whatever its exit code (unless a
+    FailJob code ends the Job anyway). The worker cannot read its pod's conditions, so it
+    takes SIGTERM as the sign. A pod deleted outright (``kubectl delete pod``: no
+    ``DisruptionTarget``) is counted by the Job, and the next task then sees one attempt
+    number less than ``status.attempts`` (README, "Limits").
+    """
+    return shutdown.requested and outcome.exit_code != ExitCode.SUCCESS
+
+
 def run(env: Mapping[str, str]) -> int:
     """Run the task the environment describes, report its outcome, return the exit code."""
     identity = identity_from_env(env)
@@ -146,7 +163,9 @@ def run(env: Mapping[str, str]) -> int:
     attempt: int | None = None
     reporter = OutcomeReporter(None, termination_path_from_env(env))
     try:
-        store = reporter.store = connect_store(redis_url_from_env(env), identity)
+        store = reporter.store = connect_store(
+            redis_url_from_env(env), identity, redis_password_from_env(env)
+        )
         attempt = store.next_attempt() if store is not None else None
         if attempt is None:
             log.warning("attempt number unknown without Redis: assuming 1")
@@ -160,7 +179,7 @@ def run(env: Mapping[str, str]) -> int:
         log.error(
             "attempt failed outside the task: %s: %s",
             type(exc).__name__,
-            exc,
+            redact(str(exc)),
             exc_info=None if isinstance(exc, PermanentError) else exc,
         )
         outcome = Outcome.failure(exc, RetryPolicy(), attempt or 1)
@@ -169,6 +188,8 @@ def run(env: Mapping[str, str]) -> int:
         log.info("SIGTERM arrived after the task finished; reporting its outcome")
     reported = reporter.report(outcome)
     if store is not None:
+        if attempt is not None and disrupted(shutdown, outcome):
+            store.return_attempt()
         store.close()
     # Only the hard-limit watchdog reports first; it is ending the process with exit 4,
     # and the exit code must agree with what it reported.

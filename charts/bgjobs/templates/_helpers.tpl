@@ -52,6 +52,9 @@ run in other namespaces, so the bundled one is addressed by its namespaced DNS n
 {{- if and .Values.redis.bundled.enabled .Values.redis.url }}
 {{- fail "redis: set either redis.url (an external Redis) or redis.bundled.enabled, not both" }}
 {{- end }}
+{{- if regexMatch "^[a-z]+://[^/@]*:[^/@]*@" .Values.redis.url }}
+{{- fail "redis.url: put the password in a Secret and name it in redis.existingSecret (a password in the URL would be written into every Job)" }}
+{{- end }}
 {{- if .Values.redis.bundled.enabled }}
 {{- printf "redis://%s.%s.svc:6379/0" (include "bgjobs.redisName" .) .Release.Namespace }}
 {{- else }}
