@@ -49,7 +49,7 @@ def _pod_like_env(b: Bench, home: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": bins.source_path(),
         "DEVCLUSTER_ID": str(b.state),
     }
 
@@ -103,7 +103,7 @@ def celery_round_trips(b: Bench, tasks: int) -> dict[str, Any]:
     ensure_venv(venv)
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": bins.source_path(),
         "DEVCLUSTER_ID": str(b.state),
         "BENCH_CELERY_URL": b.redis.url.rsplit("/", 1)[0] + "/1",  # same server, own db
     }
