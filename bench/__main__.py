@@ -22,7 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import latency, memory, progress, report, sizes, throughput, worker, writes
+from bench import (
+    client_choice,
+    latency,
+    memory,
+    progress,
+    report,
+    sizes,
+    throughput,
+    worker,
+    writes,
+)
 from bench.cluster import ROOT, setup, teardown
 from bench.report import Headline, Section
 
@@ -33,6 +43,7 @@ SECTIONS: dict[str, ModuleType] = {
     "progress": progress,
     "memory": memory,
     "worker": worker,
+    "client": client_choice,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -41,6 +52,7 @@ TITLES = {
     "progress": "4. Progress",
     "memory": "5. Memory and start-up",
     "worker": "6. Worker overhead",
+    "client": "7. API client",
 }
 
 

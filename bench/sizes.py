@@ -18,6 +18,7 @@ class Sizes:
     hammer_rate: float = 1000.0  # BENCH_HAMMER_RATE: progress reports per second
     hammer_seconds: float = 10.0  # BENCH_HAMMER_SECONDS: seconds of reporting
     memory_n: int = 10000  # BENCH_MEMORY_N: terminal BackgroundJobs present at start-up
+    client_n: int = 500  # BENCH_CLIENT_N: objects per client in the API-client comparison
     worker_runs: int = 20  # BENCH_WORKER_RUNS: worker processes started one by one
     eager_calls: int = 20000  # BENCH_EAGER_CALLS: in-process eager calls
     celery_tasks: int = 200  # BENCH_CELERY_TASKS: Celery round trips
@@ -34,6 +35,7 @@ SMOKE = Sizes(
     hammer_seconds=2.0,
     memory_n=200,
     worker_runs=3,
+    client_n=20,
     eager_calls=500,
     celery_tasks=20,
     celery="if-present",

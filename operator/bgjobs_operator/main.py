@@ -4,6 +4,7 @@ pump and metrics, all on kopf's event loop; then kopf, whose handlers feed the q
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import secrets
 from collections.abc import Iterable
@@ -46,6 +47,29 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
         return None
+
+
+def _libc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+async def release_freed_memory(startup: float = 120.0, every: float = 300.0) -> None:
+    """Hand the heap that parsing the initial listing freed back to the OS. glibc keeps
+    freed memory mapped, so without this the RSS stays at its listing-time peak for good
+    (docs/benchmarks.md, section 5). The listing's length is not known in advance, so the
+    trim runs every 10 s during start-up, then every `every` seconds; one trim walks the
+    free lists in milliseconds."""
+    trim = _libc_trim()
+    if trim is None:
+        return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        await asyncio.sleep(10.0 if loop.time() - started < startup else every)
+        trim(0)
 
 
 async def dispatch(rt: Runtime, key: WorkKey) -> float | None:
@@ -103,6 +127,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
                 worker(rt.queue, lambda key: dispatch(rt, key), on_error), name=f"worker-{n}"
             )
         )
+    _tasks.append(asyncio.create_task(release_freed_memory(), name="malloc-trim"))
     if rt.config.redis_url:
         pump = ProgressPump(rt, rt.config.redis_url, rt.config.progress_interval)
         _tasks.append(asyncio.create_task(pump.run(), name="progress-pump"))

@@ -122,12 +122,6 @@ def test_a_namespace_without_the_secret_still_runs_its_jobs(
         core.delete_namespace(ns)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator/bgjobs_operator/progress.py logs 'Redis at %s unreachable' with the raw "
-    "URL; the operator core (being rewritten) must pass it through bgjobs.redaction.redact_url."
-    " Remove this mark when it does.",
-)
 def test_the_operator_log_never_shows_the_password(
     auth_operator: OperatorProcess, auth_redis: RedisServer
 ) -> None:
