@@ -105,7 +105,13 @@ def _kubernetes_asyncio(b: Bench, ns: str, n: int) -> dict[str, float] | None:
                         GROUP, VERSION, ns, "backgroundjobs", _body(ns, name)
                     )
                     await custom.patch_namespaced_custom_object_status(
-                        GROUP, VERSION, ns, "backgroundjobs", name, {"status": STATUS}
+                        GROUP,
+                        VERSION,
+                        ns,
+                        "backgroundjobs",
+                        name,
+                        {"status": STATUS},
+                        _content_type="application/merge-patch+json",
                     )
 
             await asyncio.gather(*(one(i) for i in range(n)))

@@ -21,6 +21,7 @@ import aiohttp
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION
+from bgjobs_operator import fastjson
 from bgjobs_operator.conditions import stamp, utcnow
 
 log = logging.getLogger(__name__)
@@ -167,16 +168,17 @@ class KubeApi:
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body, separators=(",", ":"))
+            data = fastjson.dumps(body)
         async with self.session.request(
             method, self.creds.server + path, data=data, headers=headers, params=params
         ) as resp:
-            text = await resp.text()
+            raw = await resp.read()
             try:
-                parsed = json.loads(text) if text else {}
+                parsed = fastjson.loads(raw) if raw else {}
             except ValueError:
                 parsed = None
             if resp.status >= 400:
+                text = raw.decode(errors="replace")
                 raise ApiError(resp.status, parsed if isinstance(parsed, dict) else None, text)
             return parsed if isinstance(parsed, dict) else {}
 

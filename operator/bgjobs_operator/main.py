@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 
 from bgjobs.redaction import redact
 from bgjobs_operator import config as config_mod
-from bgjobs_operator import handlers, metrics
+from bgjobs_operator import fastjson, handlers, metrics
 from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule, queue
 from bgjobs_operator.kubeapi import ApiError, KubeApi, load_credentials
 from bgjobs_operator.progress import ProgressPump
@@ -118,6 +118,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # at once and leaves a heap that never shrinks (docs/benchmarks.md, section 5).
     settings.watching.chunk_size = LISTING_PAGE_SIZE
     settings.networking.request_timeout = 60
+    fastjson.speed_up_kopf_watch_parsing()
     rt = _runtime
     assert rt is not None
     _tasks.append(asyncio.create_task(rt.queue.run_timer(), name="workqueue-timer"))
