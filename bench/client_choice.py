@@ -11,7 +11,6 @@ bgjobs' own thin aiohttp client (`bgjobs_operator.kubeapi`, the one shipped).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,8 +66,7 @@ def _generated(b: Bench, ns: str, n: int) -> dict[str, float]:
 def _thin(b: Bench, ns: str, n: int) -> dict[str, float]:
     from bgjobs_operator.kubeapi import KubeApi, load_credentials
 
-    os.environ["KUBECONFIG"] = b.info.kubeconfig
-    api = KubeApi(load_credentials())
+    api = KubeApi(load_credentials(b.info.kubeconfig))
 
     async def main() -> None:
         gate = asyncio.Semaphore(IN_FLIGHT)

@@ -94,17 +94,19 @@ class Credentials:
     token_file: str | None = None  # in-cluster: the kubelet rotates the projected token
 
 
-def load_credentials() -> Credentials:
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
     """In-cluster service account, else the kubeconfig (KUBECONFIG or ~/.kube/config).
     The kubernetes package only parses the configuration here; it makes no calls."""
     from kubernetes import client, config
 
     token_file = None
     try:
+        if kubeconfig:
+            raise config.ConfigException("a kubeconfig was named")
         config.load_incluster_config()
         token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config(config_file=kubeconfig)
     cfg = client.Configuration.get_default_copy()
     if cfg.verify_ssl:
         ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
