@@ -18,10 +18,14 @@ def build_dead_letter(
     bj: dict[str, Any], status: BackgroundJobStatus, last_output: str | None
 ) -> dict[str, Any]:
     md, spec = bj["metadata"], bj["spec"]
-    schedule = (md.get("labels") or {}).get(names.SCHEDULE)
+    labels = md.get("labels") or {}
+    schedule = labels.get(names.SCHEDULE)
+    workflow, step = labels.get(names.WORKFLOW), labels.get(names.STEP)
     dl_labels = {names.MANAGED_BY: names.MANAGER, names.BACKGROUND_JOB: md["name"]}
     if schedule:
         dl_labels[names.SCHEDULE] = schedule
+    if workflow:
+        dl_labels[names.WORKFLOW] = workflow
     dl_spec: dict[str, Any] = {
         "jobName": md["name"],
         "jobUID": md["uid"],
@@ -38,6 +42,9 @@ def build_dead_letter(
         dl_spec["lastOutput"] = last_output[-MAX_OUTPUT:]
     if schedule:
         dl_spec["schedule"] = schedule
+    if workflow:
+        dl_spec["workflow"] = workflow
+        dl_spec["workflowStep"] = step
     # Not owned by the BackgroundJob: deleting the job must not delete its failure record.
     return {
         "apiVersion": API_VERSION,
