@@ -1,0 +1,148 @@
+"""JobWorkflow end to end on devcluster: each step a real BackgroundJob run by the real Job
+controller and worker, results passed through the steps' status, a failing step, resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.integration.support import BgJobs, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+PLURAL = "jobworkflows"
+
+
+def step(name: str, task: str, *deps: str, **spec: Any) -> dict[str, Any]:
+    return {"name": name, "task": task, "dependsOn": list(deps), **spec}
+
+
+def submit(bgjobs: BgJobs, name: str, steps: list[dict[str, Any]], **spec: Any) -> None:
+    bgjobs.create(
+        PLURAL,
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "JobWorkflow",
+            "metadata": {"name": name},
+            "spec": {"steps": steps, **spec},
+        },
+    )
+
+
+def wait_workflow(
+    bgjobs: BgJobs, name: str, *phases: str, timeout: float = 180, resumes: int = 0
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        st = bgjobs.get(name, PLURAL).get("status") or {}
+        seen = st.get("phase") in phases and st.get("completionTime")
+        return st if seen and (st.get("resumes") or 0) >= resumes else None
+
+    return wait_for(reached, timeout=timeout, what=f"workflow {name} to reach {phases}")
+
+
+def test_the_seed_canvas_runs_with_results_passed(bgjobs: BgJobs, kubectl) -> None:  # type: ignore[no-untyped-def]
+    ns = bgjobs.namespace
+    kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "jobworkflow-seed.yaml"))
+    st = wait_workflow(bgjobs, "analyze-file-42", "Succeeded", "Failed")
+    assert st["phase"] == "Succeeded", st
+    assert st["result"] == {
+        "file": "file-42",
+        "sentiment": "positive",
+        "summary": "text of file-42: the",
+    }
+    assert st["stepsDone"] == "4/4" and st["progress"] == 100
+    assert [s["phase"] for s in st["steps"]] == ["Succeeded"] * 4
+    steps = {b["metadata"]["name"]: b for b in bgjobs.list("backgroundjobs")}
+    assert sorted(steps) == [
+        f"analyze-file-42-{s}" for s in sorted(("extract", "save", "sentiment", "summary"))
+    ]
+    save = steps["analyze-file-42-save"]
+    assert save["spec"]["args"][0] == [
+        {"sentiment": "positive", "score": 2},
+        "text of file-42: the",
+    ], "the chord body gets its members' results in dependsOn order"
+    assert save["metadata"]["ownerReferences"][0]["kind"] == "JobWorkflow"
+    table = kubectl("get", "bgwf", "-n", ns).stdout.splitlines()
+    assert table[0].split()[:4] == ["NAME", "PHASE", "STEPS", "PROGRESS"]
+    assert table[1].split()[:4] == ["analyze-file-42", "Succeeded", "4/4", "100"]
+    # Deleting the workflow deletes its steps (garbage collection through ownerReferences).
+    kubectl("delete", "bgwf", "analyze-file-42", "-n", ns, "--wait=true")
+    wait_for(lambda: not bgjobs.list("backgroundjobs"), timeout=60, what="steps collected")
+
+
+def test_a_failing_step_skips_the_rest_and_resume_continues_after_the_fix(
+    bgjobs: BgJobs,
+    tmp_path: Path,
+    kubectl,  # type: ignore[no-untyped-def]
+) -> None:
+    flag = tmp_path / "fixed"
+    submit(
+        bgjobs,
+        "flow",
+        [
+            step("first", "examples.add", args=[1, 2]),
+            step("broken", "examples.needs_file", "first", args=[str(flag)]),
+            step("slow", "examples.sleep", "first", immutable=True, kwargs={"seconds": 3}),
+            step("last", "examples.add", "broken", immutable=True, args=[10, 5]),
+        ],
+    )
+    st = wait_workflow(bgjobs, "flow", "Failed")
+    phases = {s["name"]: s["phase"] for s in st["steps"]}
+    assert phases == {
+        "first": "Succeeded",
+        "broken": "Failed",
+        "slow": "Succeeded",
+        "last": "Skipped",
+    }
+    assert st["failedStep"] == "broken"
+    assert "FileNotFoundError" in st["error"]["type"]
+    assert "flow-last" not in {b["metadata"]["name"] for b in bgjobs.list("backgroundjobs")}
+    (dl,) = [d for d in bgjobs.list("deadletters") if d["spec"]["jobName"] == "flow-broken"]
+    assert dl["spec"]["workflow"] == "flow" and dl["spec"]["workflowStep"] == "broken"
+    events = kubectl(
+        "get", "events", "-n", bgjobs.namespace, "--field-selector", "involvedObject.name=flow"
+    ).stdout
+    assert "StepFailed" in events
+
+    flag.write_text("ok")
+    bgjobs.patch("flow", {"spec": {"resumes": 1}}, PLURAL)
+    st = wait_workflow(bgjobs, "flow", "Succeeded", "Failed", resumes=1)
+    assert st["phase"] == "Succeeded", st
+    assert st["result"] == [{"slept": 3}, 15], "two last steps: both results, in step order"
+    names = {b["metadata"]["name"]: b for b in bgjobs.list("backgroundjobs")}
+    assert "flow-broken-r1" in names and "flow-last-r1" in names
+    assert "flow-first-r1" not in names, "a succeeded step is not run again"
+    assert names["flow-broken-r1"]["spec"]["args"] == [3, str(flag)]
+    assert names["flow-broken-r1"]["status"]["result"] == {"got": 3, "flag": "ok"}
+
+
+def test_a_cycle_is_reported_invalid_and_nothing_runs(bgjobs: BgJobs, kubectl) -> None:  # type: ignore[no-untyped-def]
+    ns = bgjobs.namespace
+    refused = kubectl(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        check=False,
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "bgjobs.dev/v1alpha1",
+                "kind": "JobWorkflow",
+                "metadata": {"name": "bad"},
+                "spec": {
+                    "steps": [step("a", "examples.noop", "ghost"), step("a", "examples.noop")]
+                },
+            }
+        ),
+    )
+    assert refused.returncode != 0
+    assert "dependsOn names a step that is not in spec.steps" in refused.stderr
+    assert "step names must be unique" in refused.stderr
+    submit(bgjobs, "loop", [step("a", "examples.noop", "b"), step("b", "examples.noop", "a")])
+    st = wait_workflow(bgjobs, "loop", "Failed", timeout=60)
+    assert st["error"]["reason"] == "Invalid" and "cycle" in st["error"]["message"]
+    time.sleep(1)
+    assert bgjobs.list("backgroundjobs") == []
