@@ -142,3 +142,9 @@ def needs_file(value: Any, path: str) -> Any:
     """Fails (permanently) until ``path`` exists: a bug fixed between a failure and a resume."""
     with open(path) as f:
         return {"got": value, "flag": f.read().strip()}
+
+
+@task(name="examples.total")
+def total(numbers: list[float]) -> float:
+    """A chord body: the sum of its header's results (Celery's ``tsum``)."""
+    return sum(numbers)

@@ -34,6 +34,7 @@ from bgjobs.api.v1alpha1 import (
 from bgjobs_operator.conditions import bound, set_condition, stamp
 from bgjobs_operator.jobspec import owner_reference
 from bgjobs_operator.status import describe_failure
+from bgjobs_worker.canvas import call_args
 
 RESULT_SUMMARY = 80
 _ACTIVE = (StepPhase.PENDING, StepPhase.RUNNING, StepPhase.RETRYING)
@@ -157,8 +158,7 @@ def step_args(
                 ),
             )
         results.append(run.result)
-    first = results[0] if len(results) == 1 else results
-    return [first, *step.args]
+    return call_args(step.args, results, step.immutable)
 
 
 def build_step(

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
+from bgjobs_worker.canvas import Signature
 from bgjobs_worker.context import TaskContext, active_context
 from bgjobs_worker.errors import (
     InvalidArguments,
@@ -56,6 +57,40 @@ class Task:
             return self.fn(*args, **kwargs)
         ctx = active_context() or TaskContext(task_name=self.name, args=list(args), kwargs=kwargs)
         return self.fn(ctx, *args, **kwargs)
+
+    # -- Celery's calling API (bgjobs_worker.canvas) ----------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature receiving its predecessor's result first (Celery's ``.s``)."""
+        return Signature(self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it receives no result (Celery's ``.si``)."""
+        return Signature(self.name, args, kwargs, immutable=True)
+
+    def signature(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        immutable: bool = False,
+        **options: Any,
+    ) -> Signature:
+        return Signature(self.name, tuple(args), dict(kwargs or {}), options, immutable)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit ``task(*args, **kwargs)`` to run as a BackgroundJob (or in process under
+        eager mode); returns an AsyncResult-like handle."""
+        return self.s(*args, **kwargs).apply_async()
+
+    def apply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``delay`` with options: queue=..., max_retries=..., time limits (the client's
+        submit options)."""
+        return Signature(self.name, tuple(args or ()), dict(kwargs or {})).apply_async(**options)
 
     def bind_arguments(
         self, ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]
