@@ -148,3 +148,14 @@ def needs_file(value: Any, path: str) -> Any:
 def total(numbers: list[float]) -> float:
     """A chord body: the sum of its header's results (Celery's ``tsum``)."""
     return sum(numbers)
+
+
+@task(name="examples.on_failure")
+def on_failure(failure: dict[str, Any], channel: str = "ops") -> str:
+    """A workflow's onFailure task (Celery's link_error): told which step failed and why."""
+    error = failure.get("error") or {}
+    message = (
+        f"[{channel}] {failure['workflow']}: step {failure['step']} failed ({error.get('type')})"
+    )
+    log.error(message)
+    return message

@@ -303,4 +303,24 @@ NO_SELF_DEPENDENCY = Rule(
     "a step cannot depend on itself",
     _no_self_dependency,
 )
-WORKFLOW_RULES: tuple[Rule, ...] = (UNIQUE_STEP_NAMES, KNOWN_DEPENDENCIES, NO_SELF_DEPENDENCY)
+
+
+# The step name of spec.onFailure's BackgroundJob; no step may take it.
+ON_FAILURE_STEP = "on-failure"
+
+
+def _no_reserved_name(node: Value) -> bool:
+    return all(_field(s, "name") != ON_FAILURE_STEP for s in _steps(node))
+
+
+RESERVED_STEP_NAME = Rule(
+    f"self.steps.all(s, s.name != {_cel_string(ON_FAILURE_STEP)})",
+    f"the step name {ON_FAILURE_STEP} is reserved for spec.onFailure",
+    _no_reserved_name,
+)
+WORKFLOW_RULES: tuple[Rule, ...] = (
+    UNIQUE_STEP_NAMES,
+    KNOWN_DEPENDENCIES,
+    NO_SELF_DEPENDENCY,
+    RESERVED_STEP_NAME,
+)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bgjobs.api.dag import find_cycle
+from bgjobs.api.rules import ON_FAILURE_STEP as ON_FAILURE_STEP
 from bgjobs.api.rules import (
     SCHEDULE_RULES,
     TASK_TEMPLATE_RULES,
@@ -529,6 +530,10 @@ class JobWorkflowSpec(Model):
     """The steps, at most 50. Order does not matter beyond display."""
     failFast: bool = False
     """When a step fails: cancel the steps still running (default: let them finish)."""
+    onFailure: TaskTemplate | None = None
+    """A task run once when the workflow fails (Celery's link_error), as the BackgroundJob
+    <workflow>-on-failure. Its first argument is {workflow, step, error}: the workflow's
+    name, the failed step's name and its error."""
     cancel: bool = False
     """Set to true to stop the workflow: running steps are cancelled, none start."""
     resumes: int = Field(0, ge=0, le=100)
@@ -606,6 +611,8 @@ class JobWorkflowStatus(Model):
     """Percent done: the mean over the steps (a running step counts its own progress)."""
     steps: list[StepStatus] = Field(default_factory=list)
     """Each step's phase, attempts, progress, times, result summary and error."""
+    onFailure: StepStatus | None = None
+    """The onFailure task's run, once the workflow failed."""
     failedStep: str | None = None
     """The step whose failure failed the workflow."""
     error: JobError | None = None

@@ -23,6 +23,7 @@ from bgjobs.api import names
 from bgjobs.api.dag import sinks
 from bgjobs.api.v1alpha1 import (
     API_VERSION,
+    ON_FAILURE_STEP,
     JobError,
     JobWorkflowSpec,
     JobWorkflowStatus,
@@ -186,6 +187,35 @@ def build_step(
     }
 
 
+def on_failure_run(
+    wf: dict[str, Any],
+    spec: JobWorkflowSpec,
+    job: dict[str, Any] | None,
+    failure: tuple[str, JobError],
+    round_: int,
+) -> tuple[StepStatus, dict[str, Any] | None]:
+    """The onFailure task's status line, and its BackgroundJob to create if it has not run
+    in this round (its deterministic name makes it run once per failure, crash or not)."""
+    if job is not None and round_of(job) < round_:
+        job = None  # it ran for an earlier failure; this round's failure gets its own run
+    run = step_run(ON_FAILURE_STEP, job, round_)
+    if run.phase != StepPhase.WAITING or spec.onFailure is None:
+        return run.status, None
+    step, error = failure
+    template = spec.onFailure.model_dump(exclude_none=True)
+    handler = WorkflowStep.model_validate({**template, "name": ON_FAILURE_STEP})
+    context = {
+        "workflow": wf["metadata"]["name"],
+        "step": step,
+        "error": error.model_dump(mode="json", exclude_none=True),
+    }
+    manifest = build_step(wf, handler, [context, *handler.args], round_)
+    pending = run.status.model_copy(
+        update={"phase": StepPhase.PENDING, "jobName": manifest["metadata"]["name"]}
+    )
+    return pending, manifest
+
+
 def first_failure(
     spec: JobWorkflowSpec, runs: Mapping[str, StepRun], previous: str | None
 ) -> tuple[str, JobError] | None:
@@ -207,11 +237,12 @@ def workflow_status(
     failure: tuple[str, JobError] | None,
     current: JobWorkflowStatus,
     now: datetime,
+    on_failure: StepStatus | None = None,
 ) -> JobWorkflowStatus:
     generation = wf["metadata"].get("generation")
     lines = [runs[s.name].status for s in spec.steps]
     done = sum(1 for line in lines if line.phase == StepPhase.SUCCEEDED)
-    running = any(line.phase in _ACTIVE for line in lines)
+    running = any(line.phase in _ACTIVE for line in [*lines, *([on_failure] if on_failure else [])])
     if spec.cancel:
         phase = Phase.CANCELLED
     elif failure is not None:
@@ -253,6 +284,7 @@ def workflow_status(
             "stepsDone": f"{done}/{len(lines)}",
             "progress": round(progress, 1),
             "steps": lines,
+            "onFailure": on_failure,
             "failedStep": failed_step,
             "error": error,
             "result": result,

@@ -146,3 +146,39 @@ def test_a_cycle_is_reported_invalid_and_nothing_runs(bgjobs: BgJobs, kubectl) -
     assert st["error"]["reason"] == "Invalid" and "cycle" in st["error"]["message"]
     time.sleep(1)
     assert bgjobs.list("backgroundjobs") == []
+
+
+def test_a_canvas_through_the_client(bgjobs: BgJobs, api_client) -> None:  # type: ignore[no-untyped-def]
+    from bgjobs.canvas import chord
+    from bgjobs.client import Client
+    from examples import tasks
+
+    client = Client(bgjobs.namespace, api_client=api_client)
+    handle = client.submit(chord([tasks.add.s(1, 2), tasks.add.s(3, 4)], tasks.total.s()))
+    assert handle.get(timeout=180) == 10
+    assert [s["phase"] for s in handle.steps()] == ["Succeeded"] * 3
+
+
+def test_fail_fast_cancels_running_steps_and_on_failure_runs_once(bgjobs: BgJobs) -> None:
+    submit(
+        bgjobs,
+        "ff",
+        [
+            step("doomed", "examples.permanent"),
+            step("long", "examples.sleep", kwargs={"seconds": 60}),
+            step("after", "examples.noop", "doomed", "long", immutable=True),
+        ],
+        failFast=True,
+        onFailure={"task": "examples.on_failure", "args": ["pager"]},
+    )
+    st = wait_workflow(bgjobs, "ff", "Failed", timeout=120)
+    phases = {s["name"]: s["phase"] for s in st["steps"]}
+    assert phases == {"doomed": "Failed", "long": "Cancelled", "after": "Skipped"}
+    assert st["failedStep"] == "doomed"
+    assert st["onFailure"]["phase"] == "Succeeded"
+    handler = bgjobs.status("ff-on-failure")
+    assert handler["result"] == (
+        "[pager] ff: step doomed failed (bgjobs_worker.errors.PermanentError)"
+    )
+    handlers = [b for b in bgjobs.list("backgroundjobs") if "on-failure" in b["metadata"]["name"]]
+    assert len(handlers) == 1

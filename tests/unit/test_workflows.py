@@ -359,3 +359,32 @@ def test_finished_steps_keep_their_result_in_the_store_plain_jobs_do_not() -> No
         }
     )
     assert "result" not in rt.backgroundjobs.put(plain)["status"]
+
+
+def test_on_failure_runs_once_per_failure_with_the_failed_step_and_error() -> None:
+    handler = {"task": "app.alert", "args": ["ops"]}
+    rt, api = setup(workflow([step("a"), step("b", "a")], onFailure=handler))
+    reconcile(rt)
+    finish(rt, api, "wf-a", "Failed")
+    reconcile(rt)
+    reconcile(rt)
+    assert created_steps(api) == ["wf-a", "wf-on-failure"]
+    args = bj(api, "wf-on-failure")["spec"]["args"]
+    assert args[0]["workflow"] == "wf" and args[0]["step"] == "a"
+    assert args[0]["error"]["type"] == "ValueError" and args[1:] == ["ops"]
+    st = wf_status(api)
+    assert st["onFailure"]["phase"] == "Pending" and "completionTime" not in st
+    finish(rt, api, "wf-on-failure", result=None)
+    reconcile(rt)
+    assert wf_status(api)["onFailure"]["phase"] == "Succeeded"
+    assert wf_status(api)["completionTime"]
+    patch_spec(rt, api, resumes=1)
+    reconcile(rt)
+    finish(rt, api, "wf-a-r1", "Failed")
+    reconcile(rt)
+    assert created_steps(api)[-1] == "wf-on-failure-r1", "a new failure, a new run"
+
+
+def test_the_on_failure_name_is_reserved() -> None:
+    with pytest.raises(ValidationError, match="reserved"):
+        JobWorkflowSpec.model_validate({"steps": [step("on-failure")]})

@@ -17,7 +17,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bgjobs.api.v1alpha1 import JobError, JobWorkflowSpec, JobWorkflowStatus, Phase, StepPhase
+from bgjobs.api.v1alpha1 import (
+    ON_FAILURE_STEP,
+    JobError,
+    JobWorkflowSpec,
+    JobWorkflowStatus,
+    Phase,
+    StepPhase,
+)
 from bgjobs.redaction import redact
 from bgjobs_operator.actions import Action, CreateObject, Decision, PatchObject, PostEvent
 from bgjobs_operator.config import OperatorConfig
@@ -31,6 +38,7 @@ from bgjobs_operator.workflows import (
     first_failure,
     invalid_status,
     newest_jobs,
+    on_failure_run,
     owned_by,
     parse_status,
     step_args,
@@ -144,7 +152,12 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
                         {"spec": {"cancel": True}},
                     )
                 )
-    desired = workflow_status(wf, spec, runs, failure, current, now)
+    handler = None
+    if failure is not None and not spec.cancel and spec.onFailure is not None:
+        handler, create = on_failure_run(wf, spec, jobs.get(ON_FAILURE_STEP), failure, round_)
+        if create is not None:
+            actions.append(CreateObject(create))
+    desired = workflow_status(wf, spec, runs, failure, current, now, handler)
     after = _announcements(wf, current, desired, len(spec.steps))
     unfinished = desired.completionTime is None
     return Decision(
