@@ -42,7 +42,9 @@ def wait_workflow(
     return wait_for(reached, timeout=timeout, what=f"workflow {name} to reach {phases}")
 
 
-def test_the_seed_canvas_runs_with_results_passed(bgjobs: BgJobs, kubectl) -> None:  # type: ignore[no-untyped-def]
+def test_the_seed_canvas_runs_with_results_passed(
+    bgjobs: BgJobs, kubectl, devcluster, capsys
+) -> None:  # type: ignore[no-untyped-def]
     ns = bgjobs.namespace
     kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "jobworkflow-seed.yaml"))
     st = wait_workflow(bgjobs, "analyze-file-42", "Succeeded", "Failed")
@@ -67,6 +69,22 @@ def test_the_seed_canvas_runs_with_results_passed(bgjobs: BgJobs, kubectl) -> No
     table = kubectl("get", "bgwf", "-n", ns).stdout.splitlines()
     assert table[0].split()[:4] == ["NAME", "PHASE", "STEPS", "PROGRESS"]
     assert table[1].split()[:4] == ["analyze-file-42", "Succeeded", "4/4", "100"]
+    from bgjobs import plugin
+
+    capsys.readouterr()
+    cli = [
+        "workflow",
+        "describe",
+        "analyze-file-42",
+        "-n",
+        ns,
+        "--kubeconfig",
+        devcluster.kubeconfig,
+    ]
+    assert plugin.main(cli) == 0
+    described = capsys.readouterr().out
+    assert "Phase:          Succeeded" in described
+    assert "  └ sentiment" in described and "    └ save" in described
     # Deleting the workflow deletes its steps (garbage collection through ownerReferences).
     kubectl("delete", "bgwf", "analyze-file-42", "-n", ns, "--wait=true")
     wait_for(lambda: not bgjobs.list("backgroundjobs"), timeout=60, what="steps collected")
