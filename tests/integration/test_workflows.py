@@ -200,3 +200,48 @@ def test_fail_fast_cancels_running_steps_and_on_failure_runs_once(bgjobs: BgJobs
     )
     handlers = [b for b in bgjobs.list("backgroundjobs") if "on-failure" in b["metadata"]["name"]]
     assert len(handlers) == 1
+
+
+def test_operator_sigkilled_twice_while_workflows_run(
+    bgjobs: BgJobs,
+    operator,
+    devcluster,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.integration.test_resilience import operator_creates
+
+    count = 6
+    for i in range(count):
+        submit(
+            bgjobs,
+            f"w{i}",
+            [
+                step("one", "examples.add", args=[i, 1]),
+                step("two", "examples.add", args=[i, 2]),
+                step("sum", "examples.total", "one", "two"),
+                step("plus", "examples.add", "sum", args=[10]),
+            ],
+        )
+    for pause in (2.0, 4.0):
+        time.sleep(pause)
+        operator.kill()
+        time.sleep(2)  # steps finish meanwhile; nobody starts the next ones
+        operator.start()
+
+    def all_done() -> bool:
+        items = bgjobs.list(PLURAL)
+        return len(items) == count and all(
+            (w.get("status") or {}).get("completionTime") for w in items
+        )
+
+    wait_for(all_done, timeout=400, what="every workflow to finish", interval=1)
+    for w in bgjobs.list(PLURAL):
+        i = int(w["metadata"]["name"][1:])
+        assert w["status"]["phase"] == "Succeeded", w["status"]
+        assert w["status"]["result"] == (i + 1) + (i + 2) + 10, "no result lost"
+    creates = operator_creates(f"{devcluster.state_dir}/logs/audit.log", bgjobs.namespace)
+    steps = {n: c for (res, n), c in creates.items() if res == "backgroundjobs"}
+    jobs = {n: c for (res, n), c in creates.items() if res == "jobs"}
+    expected = {f"w{i}-{s}" for i in range(count) for s in ("one", "two", "sum", "plus")}
+    assert set(steps) == expected and set(steps.values()) == {1}, "a step created twice"
+    assert set(jobs) == expected and set(jobs.values()) == {1}, "a step's Job created twice"
+    assert operator.alive()
