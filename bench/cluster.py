@@ -69,7 +69,8 @@ class Bench:
         return {
             **os.environ,
             "KUBECONFIG": self.info.kubeconfig,
-            "PYTHONPATH": str(ROOT),
+            # The checkout's own packages, whatever the venv's .pth points at (worktrees).
+            "PYTHONPATH": ":".join(str(ROOT / d) for d in ("", "operator", "worker_image")),
             "DEVCLUSTER_ID": str(self.state),
             "BGJOBS_REDIS_URL": self.redis.url,
             "BGJOBS_TASK_MODULES": TASK_MODULES,

@@ -77,15 +77,24 @@ def owned_by(obj: dict[str, Any], wf: dict[str, Any]) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
 
 
+def _recency(bj: dict[str, Any]) -> tuple[int, str, bool]:
+    """Later rounds first; within a round, a DeadLetter replay of the step (created
+    later) over the run it replays."""
+    md = bj["metadata"]
+    replay = bool((md.get("annotations") or {}).get(names.REPLAY_OF_ANNOTATION))
+    return round_of(bj), str(md.get("creationTimestamp") or ""), replay
+
+
 def newest_jobs(step_jobs: list[dict[str, Any]], wf: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each step's BackgroundJob of the latest round, among those this workflow owns (a
-    deleted workflow's steps may linger under the same name until collected)."""
+    """Each step's newest BackgroundJob (latest round, then a replay of it), among those
+    this workflow owns (a deleted workflow's steps may linger under the same name until
+    collected)."""
     newest: dict[str, dict[str, Any]] = {}
     for bj in step_jobs:
         step = (bj["metadata"].get("labels") or {}).get(names.STEP)
         if not step or not owned_by(bj, wf):
             continue
-        if step not in newest or round_of(bj) > round_of(newest[step]):
+        if step not in newest or _recency(bj) > _recency(newest[step]):
             newest[step] = bj
     return newest
 

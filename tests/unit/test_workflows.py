@@ -388,3 +388,44 @@ def test_on_failure_runs_once_per_failure_with_the_failed_step_and_error() -> No
 def test_the_on_failure_name_is_reserved() -> None:
     with pytest.raises(ValidationError, match="reserved"):
         JobWorkflowSpec.model_validate({"steps": [step("on-failure")]})
+
+
+def test_replaying_a_failed_steps_dead_letter_continues_the_workflow() -> None:
+    from bgjobs_operator.controllers import deadletter
+
+    rt, api = setup(workflow([step("a"), step("b", "a")]))
+    reconcile(rt)
+    finish(rt, api, "wf-a", "Failed")
+    reconcile(rt)
+    assert wf_status(api)["phase"] == "Failed"
+    failed = api.objects[("BackgroundJob", NS, "wf-a")]
+    dl = build_dead_letter(failed, parse(failed["status"]), None)
+    dl["spec"]["replays"] = 1
+    dl = rt.deadletters.put(api.add(dl))
+    asyncio.run(deadletter.reconcile(rt, NS, dl["metadata"]["name"]))
+    replay_name = names.replay_name(dl["metadata"]["name"], 1)
+    replay = bj(api, replay_name)
+    assert replay["metadata"]["labels"][names.STEP] == "a"
+    assert replay["metadata"]["ownerReferences"][0]["kind"] == "JobWorkflow"
+    replay["metadata"]["creationTimestamp"] = "2026-03-01T12:05:00Z"
+    rt.backgroundjobs.put(replay)  # the watch delivers it: the workflow follows
+    reconcile(rt)
+    assert wf_status(api)["phase"] == "Running" and "failedStep" not in wf_status(api)
+    finish(rt, api, replay_name, result=42)
+    reconcile(rt)
+    assert bj(api, "wf-b")["spec"]["args"] == [42]
+    finish(rt, api, "wf-b", result=43)
+    reconcile(rt)
+    assert wf_status(api)["phase"] == "Succeeded" and wf_status(api)["result"] == 43
+
+
+def test_a_plain_dead_letter_replay_is_unchanged() -> None:
+    from bgjobs_operator.deadletters import build_replay
+
+    dl = {
+        "metadata": {"name": "j-1234", "namespace": NS, "labels": {}},
+        "spec": {"jobName": "j", "task": "t", "args": [1], "kwargs": {}},
+    }
+    replay = build_replay(dl, 1, None)
+    assert "ownerReferences" not in replay["metadata"]
+    assert replay["metadata"]["labels"] == {names.DEAD_LETTER: "j-1234"}
