@@ -245,3 +245,57 @@ def test_operator_sigkilled_twice_while_workflows_run(
     assert set(steps) == expected and set(steps.values()) == {1}, "a step created twice"
     assert set(jobs) == expected and set(jobs.values()) == {1}, "a step's Job created twice"
     assert operator.alive()
+
+
+def test_cancel_stops_a_whole_workflow(bgjobs: BgJobs) -> None:
+    submit(
+        bgjobs,
+        "stopme",
+        [
+            step("long", "examples.sleep", kwargs={"seconds": 60}),
+            step("next", "examples.noop", "long", immutable=True),
+        ],
+    )
+    wait_for(
+        lambda: bgjobs.status("stopme-long").get("phase") == "Running",
+        timeout=90,
+        what="the first step to run",
+    )
+    bgjobs.patch("stopme", {"spec": {"cancel": True}}, PLURAL)
+    st = wait_workflow(bgjobs, "stopme", "Cancelled", timeout=90)
+    assert {s["name"]: s["phase"] for s in st["steps"]} == {"long": "Cancelled", "next": "Skipped"}
+    assert "stopme-next" not in {b["metadata"]["name"] for b in bgjobs.list("backgroundjobs")}
+
+
+def test_replaying_a_steps_dead_letter_continues_the_workflow(
+    bgjobs: BgJobs,
+    tmp_path: Path,
+    api_client,  # type: ignore[no-untyped-def]
+) -> None:
+    from bgjobs.client import Client
+
+    flag = tmp_path / "fixed"
+    submit(
+        bgjobs,
+        "dlwf",
+        [
+            step("first", "examples.add", args=[1, 2]),
+            step("broken", "examples.needs_file", "first", args=[str(flag)]),
+            step("last", "examples.generate_summary", "broken", immutable=True, args=["a b c"]),
+        ],
+    )
+    st = wait_workflow(bgjobs, "dlwf", "Failed")
+    dl = st["steps"][1]
+    assert dl["phase"] == "Failed"
+    (dead,) = [d for d in bgjobs.list("deadletters") if d["spec"]["jobName"] == "dlwf-broken"]
+    flag.write_text("fixed")
+    replay = Client(bgjobs.namespace, api_client=api_client).replay(dead["metadata"]["name"])
+    wait_for(
+        lambda: (bgjobs.get("dlwf", PLURAL).get("status") or {}).get("phase") == "Succeeded",
+        timeout=180,
+        what="the workflow to succeed after the replay",
+    )
+    st = bgjobs.get("dlwf", PLURAL)["status"]
+    assert st["steps"][1]["jobName"] == replay
+    assert bgjobs.status(replay)["result"] == {"got": 3, "flag": "fixed"}
+    assert st["result"] == "a b c"

@@ -429,3 +429,14 @@ def test_a_plain_dead_letter_replay_is_unchanged() -> None:
     replay = build_replay(dl, 1, None)
     assert "ownerReferences" not in replay["metadata"]
     assert replay["metadata"]["labels"] == {names.DEAD_LETTER: "j-1234"}
+
+
+def test_a_step_whose_args_grow_past_the_limit_fails_instead_of_being_refused() -> None:
+    rt, api = setup(workflow([step("a"), step("b", "a", args=list(range(64)))]))
+    reconcile(rt)
+    finish(rt, api, "wf-a", result=1)
+    reconcile(rt)
+    st = wf_status(api)
+    assert st["phase"] == "Failed" and st["failedStep"] == "b"
+    assert st["error"]["type"] == "InvalidSpec" and "args" in st["error"]["message"]
+    assert created_steps(api) == ["wf-a"]

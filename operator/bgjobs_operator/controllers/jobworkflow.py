@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from bgjobs.api.v1alpha1 import (
     ON_FAILURE_STEP,
+    BackgroundJobSpec,
     JobError,
     JobWorkflowSpec,
     JobWorkflowStatus,
@@ -125,7 +126,17 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
                 )
                 failure = failure or (step.name, args)
             else:
-                creates.append((step.name, build_step(wf, step, args, round_)))
+                manifest = build_step(wf, step, args, round_)
+                refused = _refused(manifest)
+                if refused is not None:
+                    runs[step.name] = StepRun(
+                        runs[step.name].status.model_copy(
+                            update={"phase": StepPhase.FAILED, "error": refused}
+                        )
+                    )
+                    failure = failure or (step.name, refused)
+                else:
+                    creates.append((step.name, manifest))
         if failure is None:  # a step that cannot start stops the others from starting too
             for step_name, manifest in creates:
                 actions.append(CreateObject(manifest))
@@ -166,6 +177,17 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
         after=after,
         requeue_after=RESYNC_SECONDS if unfinished else None,
     )
+
+
+def _refused(manifest: dict[str, Any]) -> JobError | None:
+    """What the API server would refuse in a step's BackgroundJob (the same rules, checked
+    in Python): with results added, its args may break a limit the template kept."""
+    try:
+        BackgroundJobSpec.model_validate(manifest["spec"])
+    except ValidationError as exc:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JobError(type="InvalidSpec", reason="Invalid", message=message)
+    return None
 
 
 def _dump(status: JobWorkflowStatus) -> dict[str, Any]:
