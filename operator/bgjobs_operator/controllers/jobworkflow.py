@@ -271,7 +271,9 @@ async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
                     ),
                 },
             )
-        rt.backgroundjobs.put(obj)
+        put = rt.backgroundjobs.put(obj)
+        if created:  # its Job next, without waiting for the watch to bring it back
+            rt.queue.add(("BackgroundJob", put["metadata"]["namespace"], put["metadata"]["name"]))
     if wf is not None and decision.status is not None:
         md = wf["metadata"]
         updated = await rt.api.replace_status(KIND, md["namespace"], md["name"], decision.status)
