@@ -17,6 +17,7 @@ SECTIONS = [
     "4. Progress",
     "5. Memory and start-up",
     "6. Worker overhead",
+    "7. Workflow step hand-off",
 ]
 NUMBER = re.compile(r"\d+(\.\d+)?\s?(µs|ms|s|MiB|/s)?\b")
 
