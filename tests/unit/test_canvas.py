@@ -181,3 +181,53 @@ def test_workflow_view_reads_status() -> None:
     )
     assert view.state == "FAILURE" and view.finished and view.failed_step == "b"
     assert view.step("a") == {"name": "a", "phase": "Succeeded"}
+
+
+def test_the_async_workflow_handle_waits_and_raises_on_failure() -> None:
+    import asyncio
+
+    from bgjobs.client.aio import AsyncClient, AsyncWorkflowHandle
+    from bgjobs.errors import WorkflowFailed
+
+    views = iter(
+        [
+            {"status": {"phase": "Running"}},
+            {"status": {"phase": "Failed", "failedStep": "b", "completionTime": "t"}},
+        ]
+    )
+
+    class Sync:
+        name = "w"
+
+        def get_view(self) -> WorkflowView:
+            return WorkflowView.from_object({"metadata": {"name": "w"}, **next(views)})
+
+    handle = AsyncWorkflowHandle(AsyncClient.__new__(AsyncClient), Sync())  # type: ignore[arg-type]
+    with pytest.raises(WorkflowFailed, match="step 'b' failed"):
+        asyncio.run(handle.get(timeout=5, poll=0.01))
+
+
+def test_a_step_event_enqueues_its_workflow() -> None:
+    import asyncio
+
+    from bgjobs.api import names
+    from bgjobs_operator import handlers
+    from bgjobs_operator.config import OperatorConfig
+    from bgjobs_operator.runtime import Runtime
+
+    rt = Runtime(config=OperatorConfig(), api=None)  # type: ignore[arg-type]
+    handlers.install(rt)
+    step = {
+        "kind": "BackgroundJob",
+        "metadata": {"name": "w-a", "namespace": "n", "labels": {names.WORKFLOW: "w"}},
+        "status": {"phase": "Succeeded", "result": 1},
+    }
+    try:
+        asyncio.run(handlers.on_backgroundjob(event={"type": "MODIFIED", "object": step}))
+    finally:
+        handlers._runtime = None
+    queued = set()
+    while rt.queue._ready.qsize():
+        queued.add(rt.queue._ready.get_nowait())
+    assert queued == {("BackgroundJob", "n", "w-a"), ("JobWorkflow", "n", "w")}
+    assert rt.backgroundjobs.by_index("workflow", ("n", "w"))[0]["status"]["result"] == 1
