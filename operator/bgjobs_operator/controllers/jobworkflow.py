@@ -94,7 +94,6 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     wf = obs.wf
     if wf is None or wf["metadata"].get("deletionTimestamp"):
         return Decision()  # the garbage collector removes the steps
-    md = wf["metadata"]
     current = parse_status(wf.get("status"))
     try:
         spec = JobWorkflowSpec.model_validate(wf.get("spec") or {})
@@ -109,60 +108,9 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     failure = first_failure(spec, runs, current.failedStep)
     actions: list[Action] = []
     if failure is None and not spec.cancel:
-        ready = [
-            s
-            for s in spec.steps
-            if runs[s.name].phase == StepPhase.WAITING
-            and all(runs[d].phase == StepPhase.SUCCEEDED for d in s.dependsOn)
-        ]
-        creates: list[tuple[str, dict[str, Any]]] = []
-        for step in ready:
-            args = step_args(step, runs, obs.result_sizes, config.max_result_bytes)
-            if isinstance(args, JobError):
-                runs[step.name] = StepRun(
-                    runs[step.name].status.model_copy(
-                        update={"phase": StepPhase.FAILED, "error": args}
-                    )
-                )
-                failure = failure or (step.name, args)
-            else:
-                manifest = build_step(wf, step, args, round_)
-                refused = _refused(manifest)
-                if refused is not None:
-                    runs[step.name] = StepRun(
-                        runs[step.name].status.model_copy(
-                            update={"phase": StepPhase.FAILED, "error": refused}
-                        )
-                    )
-                    failure = failure or (step.name, refused)
-                else:
-                    creates.append((step.name, manifest))
-        if failure is None:  # a step that cannot start stops the others from starting too
-            for step_name, manifest in creates:
-                actions.append(CreateObject(manifest))
-                runs[step_name] = StepRun(
-                    runs[step_name].status.model_copy(
-                        update={"phase": StepPhase.PENDING, "jobName": manifest["metadata"]["name"]}
-                    )
-                )
+        actions, failure = _start_ready_steps(wf, spec, runs, obs, config, round_)
     if failure is not None or spec.cancel:
-        for name, run in runs.items():
-            if run.phase == StepPhase.WAITING:
-                runs[name] = StepRun(run.status.model_copy(update={"phase": StepPhase.SKIPPED}))
-            elif (
-                (spec.failFast or spec.cancel)
-                and run.job is not None
-                and run.phase in _ACTIVE
-                and not (run.job.get("spec") or {}).get("cancel")
-            ):
-                actions.append(
-                    PatchObject(
-                        "BackgroundJob",
-                        md["namespace"],
-                        run.job["metadata"]["name"],
-                        {"spec": {"cancel": True}},
-                    )
-                )
+        actions += _stop(wf, spec, runs)
     handler = None
     if failure is not None and not spec.cancel and spec.onFailure is not None:
         handler, create = on_failure_run(wf, spec, jobs.get(ON_FAILURE_STEP), failure, round_)
@@ -179,11 +127,67 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     )
 
 
+def _start_ready_steps(
+    wf: dict[str, Any],
+    spec: JobWorkflowSpec,
+    runs: dict[str, StepRun],
+    obs: Observed,
+    config: OperatorConfig,
+    round_: int,
+) -> tuple[list[Action], tuple[str, JobError] | None]:
+    """Create the steps whose dependencies have all Succeeded, with their results as
+    arguments; updates ``runs``. A step that cannot start (a result too large to pass, a
+    spec the API server would refuse) fails the workflow, and then none starts."""
+    creates: list[tuple[str, dict[str, Any]]] = []
+    failure: tuple[str, JobError] | None = None
+    for step in spec.steps:
+        run = runs[step.name]
+        if run.phase != StepPhase.WAITING or not all(
+            runs[d].phase == StepPhase.SUCCEEDED for d in step.dependsOn
+        ):
+            continue
+        args = step_args(step, runs, obs.result_sizes, config.max_result_bytes)
+        manifest = build_step(wf, step, args, round_) if isinstance(args, list) else None
+        error = args if isinstance(args, JobError) else _refused(manifest or {})
+        if error is not None:
+            runs[step.name] = StepRun(
+                run.status.model_copy(update={"phase": StepPhase.FAILED, "error": error})
+            )
+            failure = failure or (step.name, error)
+        elif manifest is not None:
+            creates.append((step.name, manifest))
+    if failure is not None:
+        return [], failure
+    for name, manifest in creates:
+        pending = {"phase": StepPhase.PENDING, "jobName": manifest["metadata"]["name"]}
+        runs[name] = StepRun(runs[name].status.model_copy(update=pending))
+    return [CreateObject(manifest) for _, manifest in creates], None
+
+
+def _stop(wf: dict[str, Any], spec: JobWorkflowSpec, runs: dict[str, StepRun]) -> list[Action]:
+    """After a failure or a cancel: steps not started are Skipped; running ones are
+    cancelled with failFast or cancel (once: a step already asked is not asked again)."""
+    actions: list[Action] = []
+    for name, run in runs.items():
+        if run.phase == StepPhase.WAITING:
+            runs[name] = StepRun(run.status.model_copy(update={"phase": StepPhase.SKIPPED}))
+        elif (
+            (spec.failFast or spec.cancel)
+            and run.job is not None
+            and run.phase in _ACTIVE
+            and not (run.job.get("spec") or {}).get("cancel")
+        ):
+            cancel = {"spec": {"cancel": True}}
+            ns, job = wf["metadata"]["namespace"], run.job["metadata"]["name"]
+            actions.append(PatchObject("BackgroundJob", ns, job, cancel))
+    return actions
+
+
 def _refused(manifest: dict[str, Any]) -> JobError | None:
     """What the API server would refuse in a step's BackgroundJob (the same rules, checked
     in Python): with results added, its args may break a limit the template kept."""
     try:
-        BackgroundJobSpec.model_validate(manifest["spec"])
+        BackgroundJobSpec.model_validate(manifest.get("spec") or {})
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JobError(type="InvalidSpec", reason="Invalid", message=message)
