@@ -31,6 +31,7 @@ from bench import (
     sizes,
     throughput,
     worker,
+    workflows,
     writes,
 )
 from bench.cluster import ROOT, setup, teardown
@@ -44,6 +45,7 @@ SECTIONS: dict[str, ModuleType] = {
     "memory": memory,
     "worker": worker,
     "client": client_choice,
+    "workflows": workflows,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -53,6 +55,7 @@ TITLES = {
     "memory": "5. Memory and start-up",
     "worker": "6. Worker overhead",
     "client": "7. API client",
+    "workflows": "8. Workflow step hand-off",
 }
 
 

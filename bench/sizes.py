@@ -22,6 +22,7 @@ class Sizes:
     worker_runs: int = 20  # BENCH_WORKER_RUNS: worker processes started one by one
     eager_calls: int = 20000  # BENCH_EAGER_CALLS: in-process eager calls
     celery_tasks: int = 200  # BENCH_CELERY_TASKS: Celery round trips
+    workflow_handoffs: int = 200  # BENCH_WORKFLOW_HANDOFFS: dependency -> next step
     # BENCH_CELERY: 1 run (creating the bench venv if needed), 0 skip, if-present (run only
     # when the bench venv exists: the smoke run never installs anything)
     celery: str = "1"
@@ -38,6 +39,7 @@ SMOKE = Sizes(
     client_n=20,
     eager_calls=500,
     celery_tasks=20,
+    workflow_handoffs=8,
     celery="if-present",
 )
 

@@ -142,3 +142,18 @@ def status_message(body: str | bytes | None) -> tuple[str, list[dict[str, Any]]]
         return text.strip(), []
     causes = (doc.get("details") or {}).get("causes") or []
     return str(doc.get("message") or text.strip()), [c for c in causes if isinstance(c, dict)]
+
+
+class WorkflowFailed(BgJobsError):
+    """A JobWorkflow ended Failed (or Cancelled). ``failed_step`` names the step whose
+    failure failed it and ``error`` is that step's error block; resume it once fixed."""
+
+    def __init__(self, name: str, phase: str, failed_step: str | None, error: Any) -> None:
+        self.name = name
+        self.phase = phase
+        self.failed_step = failed_step
+        self.error: dict[str, Any] = dict(error or {})
+        what = (
+            f"step {failed_step!r} failed: {describe_error(self.error)}" if failed_step else phase
+        )
+        super().__init__(f"jobworkflow {name!r} {phase.lower()}: {what}")

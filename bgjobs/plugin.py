@@ -30,6 +30,7 @@ from bgjobs.client import (
     default_namespace,
     parse_time,
 )
+from bgjobs.client.workflows import WorkflowHandle, WorkflowView
 from bgjobs.errors import (
     BgJobsError,
     ClusterUnreachable,
@@ -275,6 +276,115 @@ def describe_job(view: JobView, events: Sequence[dict[str, Any]], now: datetime)
     return "\n".join(out)
 
 
+def _depths(spec_steps: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Each step's depth in the graph (the longest chain of dependencies above it)."""
+    deps = {s["name"]: list(s.get("dependsOn") or []) for s in spec_steps}
+    depth: dict[str, int] = {}
+
+    def of(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name not in depth:
+            above = [d for d in deps.get(name, []) if d in deps and d not in seen]
+            depth[name] = 1 + max((of(d, seen | {name}) for d in above), default=-1)
+        return depth[name]
+
+    for name in deps:
+        of(name)
+    return depth
+
+
+def workflow_tree(view: WorkflowView) -> str:
+    """The steps as a tree, indented by depth in the graph, with phase, attempts,
+    progress, what each waits for, and its result or error."""
+    spec_steps = list((view.raw.get("spec") or {}).get("steps") or [])
+    depths = _depths(spec_steps)
+    lines = {s.get("name"): s for s in view.steps}
+    order = sorted(spec_steps, key=lambda s: depths.get(s["name"], 0))
+    rows = []
+    for s in order:
+        line = lines.get(s["name"]) or {}
+        phase = str(line.get("phase") or "Waiting")
+        error = line.get("error")
+        outcome = describe_error(error) if error else str(line.get("result") or "")
+        rows.append(
+            [
+                "  " * depths.get(s["name"], 0)
+                + ("└ " if depths.get(s["name"]) else "")
+                + s["name"],
+                phase,
+                str(line.get("attempts") or "-"),
+                progress_bar(line.get("progress")),
+                ", ".join(s.get("dependsOn") or []) or "-",
+                outcome[:60],
+            ]
+        )
+    handler = (view.raw.get("status") or {}).get("onFailure")
+    if handler:
+        rows.append(
+            [
+                "(onFailure)",
+                str(handler.get("phase")),
+                str(handler.get("attempts") or "-"),
+                progress_bar(handler.get("progress")),
+                view.failed_step or "-",
+                str(handler.get("result") or "")[:60],
+            ]
+        )
+    return render_table(["STEP", "PHASE", "ATTEMPTS", "PROGRESS", "AFTER", "RESULT/ERROR"], rows)
+
+
+def workflow_summary(view: WorkflowView) -> str:
+    head = f"{view.name}: {view.phase}, {view.steps_done or '0/?'} steps, "
+    head += progress_bar(view.progress)
+    if view.failed_step:
+        head += f"; step {view.failed_step} failed: {describe_error(view.error)}"
+    return head
+
+
+def describe_workflow(view: WorkflowView, events: Sequence[dict[str, Any]], now: datetime) -> str:
+    """``kubectl describe``-style text for a JobWorkflow: fields, the step tree, Events."""
+    st = view.raw.get("status") or {}
+    spec = view.raw.get("spec") or {}
+    out = [
+        _field("Name", view.name),
+        _field("Namespace", view.namespace),
+        _field("Phase", view.phase + ("  (cancel requested)" if spec.get("cancel") else "")),
+        _field("Steps", view.steps_done),
+        _field("Progress", progress_bar(view.progress) if view.progress is not None else None),
+        _field("Fail Fast", bool(spec.get("failFast"))),
+        _field("Resumes", view.resumes or None),
+        _field("Started", st.get("startTime")),
+        _field("Completed", st.get("completionTime")),
+    ]
+    if view.failed_step:
+        out.append(_field("Failed Step", view.failed_step))
+        out.append(_field("Error", describe_error(view.error)))
+        out.append(_field("Resume", f"kubectl bgjobs workflow resume {view.name}"))
+    elif view.error:
+        out.append(_field("Error", describe_error(view.error)))
+    if view.phase == "Succeeded":
+        out.append(_field("Result", json.dumps(view.result, ensure_ascii=False)[:200]))
+    out.append("Steps:")
+    out.extend("  " + line for line in workflow_tree(view).splitlines())
+    out.append("Events:")
+    if events:
+        rows = [
+            [
+                str(e.get("type") or ""),
+                str(e.get("reason") or ""),
+                age(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"), now),
+                str(e.get("message") or "").replace("\n", " "),
+            ]
+            for e in events
+        ]
+        out.extend(
+            "  " + line
+            for line in render_table(["TYPE", "REASON", "AGE", "MESSAGE"], rows).splitlines()
+        )
+    else:
+        out.append("  <none>")
+    return "\n".join(out)
+
+
 def unreachable_message(exc: ClusterUnreachable, kubeconfig: str | None) -> str:
     where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
     return (
@@ -490,6 +600,47 @@ def cmd_describe(client: Client, opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_workflow(client: Client, opts: argparse.Namespace) -> int:
+    handle = client.workflow(opts.name)
+    if opts.action == "describe":
+        print(describe_workflow(handle.get_view(), client.events(opts.name, "JobWorkflow"), _now()))
+        return EXIT_OK
+    if opts.action == "resume":
+        n = handle.resume()
+        print(f"jobworkflow.bgjobs.dev/{opts.name} resume {n} requested")
+        return follow_workflow(handle, opts.timeout, opts.interval) if opts.wait else EXIT_OK
+    if opts.action == "cancel":
+        handle.cancel()
+        print(f"jobworkflow.bgjobs.dev/{opts.name} cancel requested")
+        return EXIT_OK
+    return follow_workflow(handle, opts.timeout, opts.interval)
+
+
+def follow_workflow(handle: WorkflowHandle, timeout: float | None, interval: float) -> int:
+    """Show the workflow's step tree until it finishes: redrawn in place on a terminal,
+    printed on each change otherwise."""
+    import time
+
+    tty = sys.stdout.isatty()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown, drawn = "", 0
+    while True:
+        view = handle.get_view()
+        text = workflow_summary(view) + "\n" + workflow_tree(view)
+        if text != shown:
+            if tty and drawn:
+                sys.stdout.write(f"\033[{drawn}F\033[J")
+            print(text, flush=True)
+            shown, drawn = text, text.count("\n") + 1
+        asked = int(((view.raw.get("spec") or {}).get("resumes")) or 0)
+        if view.finished and view.resumes >= asked:
+            return {"Succeeded": EXIT_OK, "Cancelled": EXIT_CANCELLED}.get(view.phase, EXIT_ERROR)
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"error: {view.name} still {view.phase} after {timeout:g}s", file=sys.stderr)
+            return EXIT_TIMEOUT
+        time.sleep(interval)
+
+
 # --- command line ---------------------------------------------------------------------
 
 
@@ -584,6 +735,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("replay", cmd_replay, "run a dead-lettered task again as <deadletter>-r<N>")
     p.add_argument("dead_letter", metavar="DEADLETTER", help="the DeadLetter")
     p.add_argument("--wait", action="store_true", help="follow the new job until it ends")
+    following(p)
+
+    p = command(
+        "workflow",
+        cmd_workflow,
+        "show a JobWorkflow's step tree (describe), follow it (watch), resume or cancel it",
+        aliases=["wf"],
+    )
+    p.add_argument("action", choices=["describe", "watch", "resume", "cancel"])
+    p.add_argument("name", help="the JobWorkflow")
+    p.add_argument("--wait", action="store_true", help="resume: follow it until it finishes")
     following(p)
 
     p = command("dead-letters", cmd_dead_letters, "list DeadLetters", aliases=["dl"])

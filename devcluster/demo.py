@@ -1,7 +1,8 @@
 """`make demo`: the main job on the embedded local cluster.
 
 Starts (or reuses) the demo devcluster, a redis-server and the operator, applies the
-examples, shows live progress, and ends with `kubectl get bgjobs` (all three kinds).
+examples (jobs, a schedule and the seed's workflow), shows live progress, and ends with
+`kubectl get bgjobs` (every kind).
 Everything it starts carries the cluster's DEVCLUSTER_ID, so `make cluster-down` stops it.
 """
 
@@ -26,7 +27,9 @@ EXAMPLES = [
     "backgroundjob-flaky.yaml",
     "backgroundjob-deadletter.yaml",
     "jobschedule.yaml",
+    "jobworkflow-seed.yaml",
 ]
+WORKFLOW = "analyze-file-42"
 TERMINAL = {"Succeeded", "Failed", "Cancelled"}
 
 
@@ -150,6 +153,7 @@ class Demo:
         say("applying examples/: " + ", ".join(EXAMPLES))
         for name in ("export-report", "flaky-sync", "bad-input"):
             self.kubectl("delete", "backgroundjob", name, "--ignore-not-found", "--wait=true")
+        self.kubectl("delete", "jobworkflow", WORKFLOW, "--ignore-not-found", "--wait=true")
         for name in EXAMPLES:
             print("    " + self.kubectl("apply", "-f", str(ROOT / "examples" / name)).strip())
         # Don't wait 15 minutes for the schedule: start one run now, as an operator would.
@@ -170,20 +174,30 @@ class Demo:
         while time.monotonic() < deadline:
             items = json.loads(self.kubectl("get", "backgroundjobs", "-o", "json"))["items"]
             phases = {i["metadata"]["name"]: i.get("status") or {} for i in items}
+            wf = json.loads(self.kubectl("get", "jobworkflow", WORKFLOW, "-o", "json"))
+            wf_status = wf.get("status") or {}
             line = "  ".join(_summary(n, phases.get(n, {})) for n in names)
+            line += f"  {WORKFLOW}={wf_status.get('phase', '-')}({wf_status.get('stepsDone', '')})"
             if line != last:
                 print("    " + line, flush=True)
                 last = line
-            if all(phases.get(n, {}).get("phase") in TERMINAL for n in names):
+            if all(phases.get(n, {}).get("phase") in TERMINAL for n in names) and (
+                wf_status.get("completionTime")
+            ):
                 return
             time.sleep(1)
         raise SystemExit("the demo jobs did not finish in time; see `kubectl describe bgj`")
 
     def show(self) -> None:
-        say("kubectl get bgjobs   (the category lists all three kinds)")
+        say("kubectl get bgjobs   (the category lists every kind)")
         print(self.kubectl("get", "bgjobs"))
         report = json.loads(self.kubectl("get", "backgroundjob", "export-report", "-o", "json"))
         print("export-report result:", json.dumps(report["status"].get("result")))
+        wf = json.loads(self.kubectl("get", "jobworkflow", WORKFLOW, "-o", "json"))
+        print(
+            f"{WORKFLOW} (the seed's chain -> group -> chord) result:",
+            json.dumps(wf["status"].get("result")),
+        )
         say("done. Try:")
         print(
             f"    export KUBECONFIG={self.env['KUBECONFIG']} "
@@ -191,6 +205,7 @@ class Demo:
         )
         print("    kubectl get backgroundjobs,deadletters,jobschedules")
         print("    kubectl bgjobs list; kubectl bgjobs describe flaky-sync")
+        print(f"    kubectl bgjobs workflow describe {WORKFLOW}")
         print("Stop everything (cluster, Redis, operator) with: make cluster-down")
 
 

@@ -123,3 +123,54 @@ def export(
         "parts": parts,
         "url": f"s3://exports/{ctx.namespace or 'local'}/{ctx.job_name or 'export'}.csv",
     }
+
+
+# --- the seed's workflow: chain(extract_text, group(analyze, summarize), save_analysis) ---
+# Ported as a JobWorkflow (examples/jobworkflow-seed.yaml) or with bgjobs.canvas. Each step
+# receives its dependencies' results as its first argument, as in Celery.
+
+
+@task(name="examples.extract_text")
+def extract_text(file_id: str) -> str:
+    return f"text of {file_id}: the service was great and fast"
+
+
+@task(name="examples.analyze_sentiment")
+def analyze_sentiment(text: str) -> dict[str, Any]:
+    positive = sum(text.count(w) for w in ("great", "good", "fast"))
+    return {"sentiment": "positive" if positive else "neutral", "score": positive}
+
+
+@task(name="examples.generate_summary")
+def generate_summary(text: str, words: int = 4) -> str:
+    return " ".join(text.split()[:words])
+
+
+@task(name="examples.save_analysis")
+def save_analysis(results: list[Any], file_id: str) -> dict[str, Any]:
+    sentiment, summary = results
+    return {"file": file_id, "sentiment": sentiment["sentiment"], "summary": summary}
+
+
+@task(name="examples.needs_file", permanent_on=(FileNotFoundError,))
+def needs_file(value: Any, path: str) -> Any:
+    """Fails (permanently) until ``path`` exists: a bug fixed between a failure and a resume."""
+    with open(path) as f:
+        return {"got": value, "flag": f.read().strip()}
+
+
+@task(name="examples.total")
+def total(numbers: list[float]) -> float:
+    """A chord body: the sum of its header's results (Celery's ``tsum``)."""
+    return sum(numbers)
+
+
+@task(name="examples.on_failure")
+def on_failure(failure: dict[str, Any], channel: str = "ops") -> str:
+    """A workflow's onFailure task (Celery's link_error): told which step failed and why."""
+    error = failure.get("error") or {}
+    message = (
+        f"[{channel}] {failure['workflow']}: step {failure['step']} failed ({error.get('type')})"
+    )
+    log.error(message)
+    return message

@@ -163,6 +163,19 @@ KINDS: list[dict[str, Any]] = [
             AGE,
         ],
     },
+    {
+        "model": api.JobWorkflow,
+        "plural": "jobworkflows",
+        "short": ["bgwf", "jwf"],
+        "rules": name_rule(api.MAX_WORKFLOW_NAME, "it is a label value on its steps"),
+        "columns": [
+            column("Phase", ".status.phase"),
+            column("Steps", ".status.stepsDone", description="steps succeeded of all steps"),
+            column("Progress", ".status.progress", "number", description="percent done"),
+            column("Failed-Step", ".status.failedStep", priority=1),
+            AGE,
+        ],
+    },
 ]
 
 

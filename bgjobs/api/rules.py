@@ -277,3 +277,66 @@ SCHEDULE_RULES: tuple[Rule, ...] = (
     EXPRESSIBLE_INTERVAL,
     CRON_FIELDS,
 )
+
+# JobWorkflow.spec: the step graph. Cycles need a graph search CEL cannot express; the
+# model refuses them (bgjobs.api.dag) and the operator reports them as Invalid.
+
+
+def _field(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
+
+
+def _steps(node: Value) -> list[Any]:
+    return list(_lookup(node, "steps") or [])
+
+
+def _unique_step_names(node: Value) -> bool:
+    found = [_field(s, "name") for s in _steps(node)]
+    return len(found) == len(set(found))
+
+
+def _known_dependencies(node: Value) -> bool:
+    known = {_field(s, "name") for s in _steps(node)}
+    return all(d in known for s in _steps(node) for d in _field(s, "dependsOn") or [])
+
+
+def _no_self_dependency(node: Value) -> bool:
+    return all(_field(s, "name") not in (_field(s, "dependsOn") or []) for s in _steps(node))
+
+
+UNIQUE_STEP_NAMES = Rule(
+    "self.steps.all(a, self.steps.exists_one(b, b.name == a.name))",
+    "step names must be unique within a workflow",
+    _unique_step_names,
+)
+KNOWN_DEPENDENCIES = Rule(
+    "self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))",
+    "dependsOn names a step that is not in spec.steps",
+    _known_dependencies,
+)
+NO_SELF_DEPENDENCY = Rule(
+    "self.steps.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))",
+    "a step cannot depend on itself",
+    _no_self_dependency,
+)
+
+
+# The step name of spec.onFailure's BackgroundJob; no step may take it.
+ON_FAILURE_STEP = "on-failure"
+
+
+def _no_reserved_name(node: Value) -> bool:
+    return all(_field(s, "name") != ON_FAILURE_STEP for s in _steps(node))
+
+
+RESERVED_STEP_NAME = Rule(
+    f"self.steps.all(s, s.name != {_cel_string(ON_FAILURE_STEP)})",
+    f"the step name {ON_FAILURE_STEP} is reserved for spec.onFailure",
+    _no_reserved_name,
+)
+WORKFLOW_RULES: tuple[Rule, ...] = (
+    UNIQUE_STEP_NAMES,
+    KNOWN_DEPENDENCIES,
+    NO_SELF_DEPENDENCY,
+    RESERVED_STEP_NAME,
+)

@@ -1,4 +1,4 @@
-"""bgjobs.dev/v1alpha1: BackgroundJob, JobSchedule and DeadLetter.
+"""bgjobs.dev/v1alpha1: BackgroundJob, JobSchedule, DeadLetter and JobWorkflow.
 
 These pydantic models are the single source of truth: `make crds` turns them into the CRD
 YAML in crds/ (see crdgen.py). Field descriptions become `kubectl explain` text. Each model's
@@ -14,9 +14,12 @@ from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bgjobs.api.dag import find_cycle
+from bgjobs.api.rules import ON_FAILURE_STEP as ON_FAILURE_STEP
 from bgjobs.api.rules import (
     SCHEDULE_RULES,
     TASK_TEMPLATE_RULES,
+    WORKFLOW_RULES,
     Rule,
     TransitionRule,
     immutable_fields,
@@ -455,6 +458,10 @@ class DeadLetterSpec(Model):
     """The JobSchedule that started the run, if any."""
     critical: bool = False
     """Whether the job was critical (alerted)."""
+    workflow: str | None = None
+    """The JobWorkflow the failed job was a step of, if any."""
+    workflowStep: str | None = None
+    """The step of that workflow."""
     replays: int = Field(0, ge=0, le=100)
     """Replays requested. Raise it by one (kubectl bgjobs replay) to run the task again:
     each increment creates one new BackgroundJob named <deadletter>-r<N>."""
@@ -486,3 +493,154 @@ class DeadLetter(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: DeadLetterSpec
     status: DeadLetterStatus | None = None
+
+
+# --- JobWorkflow -----------------------------------------------------------------------
+
+# Steps per workflow: each is a BackgroundJob, and the CEL rules over the step graph are
+# quadratic in it (the API server bounds their cost by these limits).
+MAX_STEPS = 50
+MAX_STEP_NAME = 40
+# A workflow's name is a label value on its steps' BackgroundJobs.
+MAX_WORKFLOW_NAME = 63
+
+
+class WorkflowStep(TaskTemplate):
+    """One step: a task template (every field a BackgroundJob spec takes) plus its place
+    in the graph. It runs as a BackgroundJob named <workflow>-<step>."""
+
+    name: str = Field(
+        min_length=1, max_length=MAX_STEP_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    """Step name, unique in the workflow (a DNS label)."""
+    dependsOn: list[Annotated[str, Field(max_length=MAX_STEP_NAME)]] = Field(
+        default_factory=list, max_length=MAX_STEPS
+    )
+    """Steps that must have Succeeded before this one starts. With one dependency, its
+    result is passed as the first positional argument (Celery's chain); with several,
+    the list of their results in this order (Celery's chord body)."""
+    immutable: bool = False
+    """Receive no result from the dependencies (Celery's .si())."""
+
+
+class JobWorkflowSpec(Model):
+    """A graph of steps, each run as a BackgroundJob once its dependencies have Succeeded
+    (Celery's chain, group and chord)."""
+
+    steps: list[WorkflowStep] = Field(min_length=1, max_length=MAX_STEPS)
+    """The steps, at most 50. Order does not matter beyond display."""
+    failFast: bool = False
+    """When a step fails: cancel the steps still running (default: let them finish)."""
+    onFailure: TaskTemplate | None = None
+    """A task run once when the workflow fails (Celery's link_error), as the BackgroundJob
+    <workflow>-on-failure. Its first argument is {workflow, step, error}: the workflow's
+    name, the failed step's name and its error."""
+    cancel: bool = False
+    """Set to true to stop the workflow: running steps are cancelled, none start."""
+    resumes: int = Field(0, ge=0, le=100)
+    """Resumes requested. Raise it by one (kubectl bgjobs resume) to run a failed workflow
+    again from where it failed: failed and skipped steps run anew (as
+    <workflow>-<step>-r<N>), succeeded steps keep their results."""
+
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        return WORKFLOW_RULES
+
+    @classmethod
+    def transition_rules(cls) -> tuple[TransitionRule, ...]:
+        return (
+            *immutable_fields(
+                cls,
+                ("cancel", "resumes", "failFast"),
+                "JobWorkflow",
+                "create a new JobWorkflow",
+            ),
+            only_grows("resumes", "resumes can only grow"),
+        )
+
+    @model_validator(mode="after")
+    def _acyclic(self) -> Self:
+        cycle = find_cycle({s.name: s.dependsOn for s in self.steps})
+        if cycle:
+            raise ValueError(f"the steps form a cycle: {' -> '.join(cycle)}")
+        return self
+
+
+class StepPhase(StrEnum):
+    WAITING = "Waiting"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
+
+
+class StepStatus(Model):
+    """One step as observed from its BackgroundJob."""
+
+    name: str
+    """Step name."""
+    phase: StepPhase = StepPhase.WAITING
+    """Waiting (for its dependencies), Pending, Running, Retrying, Succeeded, Failed,
+    Cancelled, or Skipped (never ran because the workflow failed or was cancelled)."""
+    jobName: str | None = None
+    """The BackgroundJob running the step."""
+    attempts: int | None = None
+    """Attempts started."""
+    progress: float | None = None
+    """Percent done, as the task reports it."""
+    startTime: str | None = None
+    """When its first attempt started."""
+    completionTime: str | None = None
+    """When it finished."""
+    result: str | None = None
+    """A short summary of its result (the full result is in the BackgroundJob)."""
+    error: JobError | None = None
+    """Why it failed."""
+
+
+class JobWorkflowStatus(Model):
+    """Observed state of the workflow and each of its steps."""
+
+    phase: Phase = Phase.PENDING
+    """Pending, Running, Succeeded, Failed or Cancelled."""
+    stepsDone: str | None = None
+    """Steps succeeded of all steps, e.g. 2/4."""
+    progress: float | None = None
+    """Percent done: the mean over the steps (a running step counts its own progress)."""
+    steps: list[StepStatus] = Field(default_factory=list)
+    """Each step's phase, attempts, progress, times, result summary and error."""
+    onFailure: StepStatus | None = None
+    """The onFailure task's run, once the workflow failed."""
+    failedStep: str | None = None
+    """The step whose failure failed the workflow."""
+    error: JobError | None = None
+    """That step's error."""
+    result: Any = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """The result of the last step (of each last step, as a list, when several end the
+    graph), once the workflow Succeeded."""
+    resumes: int | None = None
+    """The resumes performed (spec.resumes observed)."""
+    startTime: str | None = None
+    """When the first step was created."""
+    completionTime: str | None = None
+    """When the workflow reached its final phase and no step ran any more."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Running, Succeeded, Failed, Cancelled, Invalid."""
+    observedGeneration: int | None = None
+    """The spec generation the status reflects."""
+
+
+class JobWorkflow(Model):
+    """A DAG of tasks (Celery's chain, group and chord), each step a BackgroundJob."""
+
+    apiVersion: Literal["bgjobs.dev/v1alpha1"] = API_VERSION
+    kind: Literal["JobWorkflow"] = "JobWorkflow"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobWorkflowSpec
+    status: JobWorkflowStatus | None = None

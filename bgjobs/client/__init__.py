@@ -18,12 +18,13 @@ The module keeps its pure parts (names, building the object, reading status into
 from __future__ import annotations
 
 from bgjobs.api.names import replay_name
-from bgjobs.client.aio import AsyncClient, AsyncJobHandle
+from bgjobs.client.aio import AsyncClient, AsyncJobHandle, AsyncWorkflowHandle
 from bgjobs.client.connection import api_errors, default_namespace, load_api_client
 from bgjobs.client.constants import IDEMPOTENCY_ANNOTATION, JOB_NAME_LABEL, WORKER_CONTAINER
 from bgjobs.client.naming import build_background_job, generate_name, idempotent_name, task_prefix
 from bgjobs.client.sync import Client, JobHandle
 from bgjobs.client.views import DeadLetterView, JobView, celery_state, parse_time, percent_of
+from bgjobs.client.workflows import WorkflowHandle, WorkflowView, build_workflow
 
 __all__ = [
     "IDEMPOTENCY_ANNOTATION",
@@ -31,12 +32,16 @@ __all__ = [
     "WORKER_CONTAINER",
     "AsyncClient",
     "AsyncJobHandle",
+    "AsyncWorkflowHandle",
     "Client",
     "DeadLetterView",
     "JobHandle",
     "JobView",
+    "WorkflowHandle",
+    "WorkflowView",
     "api_errors",
     "build_background_job",
+    "build_workflow",
     "celery_state",
     "default_namespace",
     "generate_name",

@@ -11,9 +11,12 @@ from typing import Any
 from bgjobs.client.constants import T
 from bgjobs.client.sync import Client
 from bgjobs.client.views import DeadLetterView, JobView
+from bgjobs.client.workflows import WorkflowHandle, WorkflowView
 from bgjobs.errors import (
     JobTimeout,
+    WorkflowFailed,
 )
+from bgjobs_worker.canvas import Canvas
 
 # --- asyncio --------------------------------------------------------------------------
 
@@ -45,9 +48,27 @@ class AsyncClient:
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def submit(self, task: str, *args: Any, **options: Any) -> AsyncJobHandle:
+    async def submit(self, task: str | Canvas, *args: Any, **options: Any) -> AsyncJobHandle:
+        """As ``Client.submit``; a canvas becomes a JobWorkflow (an AsyncWorkflowHandle)."""
+        if not isinstance(task, str):
+            return await self.submit_workflow(task, name=options.get("name"))  # type: ignore[return-value]
         handle = await self._run(self.sync.submit, task, *args, **options)
         return AsyncJobHandle(self, handle.submitted, handle.created)
+
+    async def submit_workflow(
+        self,
+        workflow: Canvas | Mapping[str, Any],
+        *,
+        name: str | None = None,
+        fail_fast: bool = False,
+    ) -> AsyncWorkflowHandle:
+        handle = await self._run(
+            self.sync.submit_workflow, workflow, name=name, fail_fast=fail_fast
+        )
+        return AsyncWorkflowHandle(self, handle)
+
+    def workflow(self, name: str) -> AsyncWorkflowHandle:
+        return AsyncWorkflowHandle(self, self.sync.workflow(name))
 
     async def submit_call(
         self,
@@ -132,3 +153,45 @@ class AsyncJobHandle:
 
     async def delete(self) -> None:
         await self.client.delete(self.name)
+
+
+@dataclass
+class AsyncWorkflowHandle:
+    """``WorkflowHandle`` for asyncio: waits poll with ``asyncio.sleep``."""
+
+    client: AsyncClient = field(repr=False)
+    sync: WorkflowHandle
+
+    @property
+    def name(self) -> str:
+        return self.sync.name
+
+    async def get_view(self) -> WorkflowView:
+        return await self.client._run(self.sync.get_view)
+
+    async def steps(self) -> builtins.list[dict[str, Any]]:
+        return (await self.get_view()).steps
+
+    async def wait(self, timeout: float | None = 300.0, poll: float = 0.5) -> WorkflowView:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            view = await self.get_view()
+            asked = int(((view.raw.get("spec") or {}).get("resumes")) or 0)
+            if view.finished and view.resumes >= asked:
+                return view
+            if deadline is not None and loop.time() >= deadline:
+                raise JobTimeout(self.name, float(timeout or 0), None)
+            await asyncio.sleep(poll)
+
+    async def get(self, timeout: float | None = 300.0, poll: float = 0.5) -> Any:
+        view = await self.wait(timeout, poll)
+        if view.phase != "Succeeded":
+            raise WorkflowFailed(view.name, view.phase, view.failed_step, view.error)
+        return view.result
+
+    async def resume(self) -> int:
+        return await self.client._run(self.sync.resume)
+
+    async def cancel(self) -> None:
+        await self.client._run(self.sync.cancel)

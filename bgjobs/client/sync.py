@@ -16,6 +16,7 @@ from bgjobs.client.connection import api_errors, as_dict, default_namespace, loa
 from bgjobs.client.constants import BACKGROUND_JOBS, DEAD_LETTERS, EPOCH, JOB_NAME_LABEL
 from bgjobs.client.naming import build_background_job, generate_name, idempotent_name
 from bgjobs.client.views import DeadLetterView, JobView
+from bgjobs.client.workflows import WorkflowHandle, submit_workflow
 from bgjobs.errors import (
     BgJobsError,
     Conflict,
@@ -24,6 +25,7 @@ from bgjobs.errors import (
     JobTimeout,
     NotFound,
 )
+from bgjobs_worker.canvas import Canvas
 
 
 class Client:
@@ -72,7 +74,7 @@ class Client:
 
     def submit(
         self,
-        task: str,
+        task: str | Canvas,
         *args: Any,
         name: str | None = None,
         idempotency_key: str | None = None,
@@ -97,7 +99,12 @@ class Client:
         the task twice; a job of that name running another task raises ``Conflict``.
         ``deadline`` (seconds or timedelta) bounds the whole job, all attempts included;
         ``soft_time_limit``/``time_limit`` bound each attempt. A task keyword argument
-        that clashes with an option's name goes through ``submit_call``."""
+        that clashes with an option's name goes through ``submit_call``.
+
+        A canvas (``bgjobs.canvas``: a chain, group, chord or signature) is submitted as a
+        JobWorkflow instead; a WorkflowHandle is returned."""
+        if not isinstance(task, str):
+            return submit_workflow(self, task, name=name)  # type: ignore[return-value]
         return self.submit_call(
             task,
             args,
@@ -170,6 +177,20 @@ class Client:
                 )
             return JobHandle(self, existing, created=False)
         raise Conflict(f'could not create backgroundjob "{name}": it keeps conflicting')
+
+    def submit_workflow(
+        self,
+        workflow: Canvas | Mapping[str, Any],
+        *,
+        name: str | None = None,
+        fail_fast: bool = False,
+    ) -> WorkflowHandle:
+        """Run a canvas (chain, group, chord) as a JobWorkflow; returns its handle."""
+        return submit_workflow(self, workflow, name=name, fail_fast=fail_fast)
+
+    def workflow(self, name: str) -> WorkflowHandle:
+        """The handle of an existing JobWorkflow."""
+        return WorkflowHandle(self, name)
 
     # -- reading --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import API_VERSION, BackgroundJobStatus
+from bgjobs_operator.jobspec import owner_reference
 
 MAX_OUTPUT = 8192
 
@@ -18,10 +19,16 @@ def build_dead_letter(
     bj: dict[str, Any], status: BackgroundJobStatus, last_output: str | None
 ) -> dict[str, Any]:
     md, spec = bj["metadata"], bj["spec"]
-    schedule = (md.get("labels") or {}).get(names.SCHEDULE)
+    labels = md.get("labels") or {}
+    schedule = labels.get(names.SCHEDULE)
+    workflow, step = labels.get(names.WORKFLOW), labels.get(names.STEP)
     dl_labels = {names.MANAGED_BY: names.MANAGER, names.BACKGROUND_JOB: md["name"]}
     if schedule:
         dl_labels[names.SCHEDULE] = schedule
+    if workflow:
+        dl_labels[names.WORKFLOW] = workflow
+        dl_labels[names.STEP] = step or ""
+        dl_labels[names.ROUND] = labels.get(names.ROUND) or "0"
     dl_spec: dict[str, Any] = {
         "jobName": md["name"],
         "jobUID": md["uid"],
@@ -38,6 +45,9 @@ def build_dead_letter(
         dl_spec["lastOutput"] = last_output[-MAX_OUTPUT:]
     if schedule:
         dl_spec["schedule"] = schedule
+    if workflow:
+        dl_spec["workflow"] = workflow
+        dl_spec["workflowStep"] = step
     # Not owned by the BackgroundJob: deleting the job must not delete its failure record.
     return {
         "apiVersion": API_VERSION,
@@ -55,21 +65,33 @@ def replay_name(dl: dict[str, Any], n: int) -> str:
     return names.replay_name(dl["metadata"]["name"], n)
 
 
-def build_replay(dl: dict[str, Any], n: int) -> dict[str, Any]:
+def build_replay(
+    dl: dict[str, Any], n: int, workflow: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The n-th replay's BackgroundJob. A workflow step's replay (``workflow``: the
+    JobWorkflow it belongs to, still there) becomes that step again: labelled as the step
+    in its round and owned by the workflow, so when it succeeds the workflow continues."""
     md, spec = dl["metadata"], dl["spec"]
     job_spec = dict(spec.get("originalSpec") or {"task": spec["task"]})
     job_spec["cancel"] = False
     job_spec["args"] = spec.get("args", job_spec.get("args", []))
     job_spec["kwargs"] = spec.get("kwargs", job_spec.get("kwargs", {}))
+    metadata: dict[str, Any] = {
+        "name": replay_name(dl, n),
+        "namespace": md["namespace"],
+        "labels": {names.DEAD_LETTER: md["name"]},
+        "annotations": {names.REPLAY_OF_ANNOTATION: spec["jobName"]},
+    }
+    dl_labels = md.get("labels") or {}
+    if workflow is not None and dl_labels.get(names.STEP):
+        metadata["labels"].update(
+            {k: dl_labels[k] for k in (names.WORKFLOW, names.STEP, names.ROUND) if k in dl_labels}
+        )
+        metadata["ownerReferences"] = [owner_reference(workflow)]
     return {
         "apiVersion": API_VERSION,
         "kind": "BackgroundJob",
-        "metadata": {
-            "name": replay_name(dl, n),
-            "namespace": md["namespace"],
-            "labels": {names.DEAD_LETTER: md["name"]},
-            "annotations": {names.REPLAY_OF_ANNOTATION: spec["jobName"]},
-        },
+        "metadata": metadata,
         "spec": job_spec,
     }
 

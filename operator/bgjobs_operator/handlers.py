@@ -63,6 +63,9 @@ async def on_backgroundjob(event: kopf.RawEvent, **_: Any) -> None:
     schedule = _label(obj, names.SCHEDULE)
     if schedule:  # a run changed: the schedule's lastRun/active follow
         rt.queue.add(("JobSchedule", ns, schedule))
+    workflow = _label(obj, names.WORKFLOW)
+    if workflow:  # a step changed: the next steps may start, the workflow's status follows
+        rt.queue.add(("JobWorkflow", ns, workflow))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -99,3 +102,11 @@ async def on_deadletter(event: kopf.RawEvent, **_: Any) -> None:
     ns, name = _where(_apply(rt.deadletters, event))
     if event.get("type") != "DELETED":
         rt.queue.add(("DeadLetter", ns, name))
+
+
+@kopf.on.event(GROUP, VERSION, "jobworkflows")
+async def on_jobworkflow(event: kopf.RawEvent, **_: Any) -> None:
+    rt = _rt()
+    ns, name = _where(_apply(rt.workflows, event))
+    if event.get("type") != "DELETED":
+        rt.queue.add(("JobWorkflow", ns, name))

@@ -92,17 +92,20 @@ def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
 def trim_backgroundjob(bj: dict[str, Any]) -> dict[str, Any]:
     """A finished BackgroundJob needs little more than its phase (schedule history, the
     jobs gauge). A Failed one still waiting for its DeadLetter keeps everything: that
-    needs the spec."""
+    needs the spec. A workflow's step keeps its result too: the next steps receive it."""
     st = bj.get("status") or {}
     if st.get("phase") not in _FINISHED or awaits_dead_letter(st):
         return trim_object(bj)
     md, spec = bj["metadata"], bj.get("spec") or {}
+    kept: tuple[str, ...] = _FINISHED_STATUS_KEYS
+    if (md.get("labels") or {}).get(names.WORKFLOW):
+        kept = (*kept, "result", "resultRef", "progress")
     return {
         "apiVersion": bj.get("apiVersion"),
         "kind": bj.get("kind"),
         "metadata": _meta(md, _ours(md)),
         "spec": {k: spec.get(k) for k in ("task", "queue", "critical")},
-        "status": {k: st[k] for k in _FINISHED_STATUS_KEYS if st.get(k) is not None},
+        "status": {k: st[k] for k in kept if st.get(k) is not None},
     }
 
 
@@ -113,6 +116,11 @@ def _label(obj: dict[str, Any], name: str) -> str | None:
 def by_schedule(bj: dict[str, Any]) -> Iterable[Hashable]:
     schedule = _label(bj, names.SCHEDULE)
     return ((bj["metadata"]["namespace"], schedule),) if schedule else ()
+
+
+def by_workflow(bj: dict[str, Any]) -> Iterable[Hashable]:
+    workflow = _label(bj, names.WORKFLOW)
+    return ((bj["metadata"]["namespace"], workflow),) if workflow else ()
 
 
 def unfinished(bj: dict[str, Any]) -> Iterable[Hashable]:
@@ -140,6 +148,7 @@ class Runtime:
     schedules: Store = field(default_factory=lambda: Store(trim_object))
     cronjobs: Store = field(default_factory=lambda: Store(trim_cronjob))
     deadletters: Store = field(default_factory=lambda: Store(trim_object))
+    workflows: Store = field(default_factory=lambda: Store(trim_object))
     # Latest progress per running job, as the progress pump last read it from Redis.
     progress: dict[Key, Progress] = field(default_factory=dict)
     # Queued Jobs resumed whose update the watch has not delivered yet.
@@ -147,6 +156,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.backgroundjobs.add_index("schedule", by_schedule)
+        self.backgroundjobs.add_index("workflow", by_workflow)
         self.backgroundjobs.add_index("unfinished", unfinished)
         self.jobs.add_index("queue", by_active_queue)
 

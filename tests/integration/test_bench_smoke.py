@@ -19,6 +19,8 @@ SECTIONS = [
     "4. Progress",
     "5. Memory and start-up",
     "6. Worker overhead",
+    "7. API client",
+    "8. Workflow step hand-off",
 ]
 NUMBER = re.compile(r"\d+(\.\d+)?\s?(µs|ms|s|MiB|/s)?\b")
 

@@ -259,6 +259,10 @@ NEEDED = [
     ("patch", "deadletters.bgjobs.dev", "--subresource=status"),
     ("update", "backgroundjobs.bgjobs.dev", "--subresource=finalizers"),
     ("update", "jobschedules.bgjobs.dev", "--subresource=finalizers"),
+    ("watch", "jobworkflows.bgjobs.dev"),
+    ("patch", "backgroundjobs.bgjobs.dev"),  # cancel a workflow's running steps
+    ("patch", "jobworkflows.bgjobs.dev", "--subresource=status"),
+    ("update", "jobworkflows.bgjobs.dev", "--subresource=finalizers"),
 ]
 REFUSED = [
     ("get", "secrets"),

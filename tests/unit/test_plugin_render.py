@@ -235,3 +235,65 @@ def test_unreachable_message_names_the_server_and_what_to_do() -> None:
     assert "\n" not in text
     assert "https://127.0.0.1:1" in text and "Connection refused" in text
     assert "make cluster-up" in text and "KUBECONFIG (using /tmp/kc)" in text
+
+
+def _workflow_view() -> Any:
+    from bgjobs.client.workflows import WorkflowView
+
+    return WorkflowView.from_object(
+        {
+            "metadata": {"name": "wf", "namespace": "n"},
+            "spec": {
+                "steps": [
+                    {"name": "extract", "task": "t"},
+                    {"name": "analyze", "task": "t", "dependsOn": ["extract"]},
+                    {"name": "save", "task": "t", "dependsOn": ["analyze"]},
+                ],
+            },
+            "status": {
+                "phase": "Failed",
+                "stepsDone": "1/3",
+                "progress": 33.3,
+                "failedStep": "analyze",
+                "error": {"type": "ValueError", "message": "bad"},
+                "completionTime": "2026-03-01T12:00:00Z",
+                "steps": [
+                    {
+                        "name": "extract",
+                        "phase": "Succeeded",
+                        "attempts": 1,
+                        "progress": 100,
+                        "result": '"text"',
+                    },
+                    {
+                        "name": "analyze",
+                        "phase": "Failed",
+                        "attempts": 2,
+                        "error": {"type": "ValueError", "message": "bad"},
+                    },
+                    {"name": "save", "phase": "Skipped"},
+                ],
+            },
+        }
+    )
+
+
+def test_workflow_tree_indents_steps_by_depth() -> None:
+    from bgjobs.plugin import workflow_tree
+
+    lines = workflow_tree(_workflow_view()).splitlines()
+    assert lines[0].split() == ["STEP", "PHASE", "ATTEMPTS", "PROGRESS", "AFTER", "RESULT/ERROR"]
+    assert lines[1].startswith("extract ") and "[##########] 100%" in lines[1]
+    assert lines[2].startswith("  └ analyze") and "ValueError: bad" in lines[2]
+    assert lines[3].startswith("    └ save") and "Skipped" in lines[3]
+
+
+def test_describe_workflow_names_the_failed_step_and_how_to_resume() -> None:
+    from datetime import UTC, datetime
+
+    from bgjobs.plugin import describe_workflow
+
+    text = describe_workflow(_workflow_view(), [], datetime(2026, 3, 1, tzinfo=UTC))
+    assert "Failed Step:    analyze" in text
+    assert "kubectl bgjobs workflow resume wf" in text
+    assert "Steps:" in text and "Events:" in text

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgjobs_worker.attempt import Outcome, execute
+from bgjobs_worker.canvas import Canvas, Signature, Step, call_args, flatten
 from bgjobs_worker.context import JobIdentity, TaskContext
 from bgjobs_worker.errors import ExitCode
 from bgjobs_worker.registry import Task, get_task
@@ -34,6 +35,99 @@ class EagerResult:
     @property
     def successful(self) -> bool:
         return self.status == "SUCCESS"
+
+    # Celery's AsyncResult API, so tests written for task_always_eager port unchanged.
+    @property
+    def state(self) -> str:
+        return self.status
+
+    @property
+    def info(self) -> Any:
+        """The result once it succeeded; the error otherwise (the last progress report
+        while it runs, which in eager mode it never does)."""
+        return self.result if self.successful else self.error
+
+    def ready(self) -> bool:
+        return True
+
+    def failed(self) -> bool:
+        return not self.successful
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        if not self.successful and propagate:
+            raise TaskFailed(self.error or {})
+        return self.result if self.successful else self.error
+
+
+class TaskFailed(Exception):
+    """``get()`` of an eager run that failed: the task's exception type and message."""
+
+    def __init__(self, error: dict[str, str]) -> None:
+        self.type = error.get("type")
+        self.message = error.get("message")
+        super().__init__(f"{self.type}: {self.message}")
+
+
+@dataclass(frozen=True)
+class EagerWorkflowResult:
+    """A canvas run in process: each step's EagerResult; steps after a failure never ran."""
+
+    steps: list[Step]
+    results: dict[str, EagerResult]
+
+    @property
+    def failed_step(self) -> str | None:
+        return next((n for n, r in self.results.items() if not r.successful), None)
+
+    @property
+    def state(self) -> str:
+        if self.failed_step is not None:
+            return "FAILURE"
+        return "SUCCESS" if len(self.results) == len(self.steps) else "PENDING"
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        failed = self.failed_step
+        if failed is not None:
+            if propagate:
+                raise TaskFailed(self.results[failed].error or {})
+            return self.results[failed].error
+        needed = {d for s in self.steps for d in s.depends_on}
+        ends = [self.results[s.name].result for s in self.steps if s.name not in needed]
+        return ends[0] if len(ends) == 1 else ends
+
+
+def run_canvas(canvas: Canvas) -> EagerResult | EagerWorkflowResult:
+    """Run a signature, chain, group or chord here and now, passing results as the
+    operator does (``bgjobs_worker.canvas.call_args``); the first failure stops it."""
+    if isinstance(canvas, Signature):
+        return _run_signature(canvas, list(canvas.args))
+    steps = flatten(canvas)
+    results: dict[str, EagerResult] = {}
+    for step in steps:
+        args = call_args(
+            step.signature.args,
+            [results[d].result for d in step.depends_on],
+            step.signature.immutable,
+        )
+        results[step.name] = _run_signature(step.signature, args)
+        if not results[step.name].successful:
+            break
+    return EagerWorkflowResult(steps, results)
+
+
+def _run_signature(sig: Signature, args: list[Any]) -> EagerResult:
+    opts = sig.options
+    return run(
+        sig.task,
+        *args,
+        max_retries=int(opts.get("max_retries") or 0),
+        retry_on=opts.get("retry_on"),
+        permanent_on=opts.get("permanent_on"),
+        **sig.kwargs,
+    )
 
 
 def run(

@@ -7,12 +7,14 @@ taken name is an error rather than a silent replacement.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
+from bgjobs_worker.canvas import Signature
 from bgjobs_worker.context import TaskContext, active_context
 from bgjobs_worker.errors import (
     InvalidArguments,
@@ -56,6 +58,40 @@ class Task:
             return self.fn(*args, **kwargs)
         ctx = active_context() or TaskContext(task_name=self.name, args=list(args), kwargs=kwargs)
         return self.fn(ctx, *args, **kwargs)
+
+    # -- Celery's calling API (bgjobs_worker.canvas) ----------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature receiving its predecessor's result first (Celery's ``.s``)."""
+        return Signature(self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it receives no result (Celery's ``.si``)."""
+        return Signature(self.name, args, kwargs, immutable=True)
+
+    def signature(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        immutable: bool = False,
+        **options: Any,
+    ) -> Signature:
+        return Signature(self.name, tuple(args), dict(kwargs or {}), options, immutable)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit ``task(*args, **kwargs)`` to run as a BackgroundJob (or in process under
+        eager mode); returns an AsyncResult-like handle."""
+        return self.s(*args, **kwargs).apply_async()
+
+    def apply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``delay`` with options: queue=..., max_retries=..., time limits (the client's
+        submit options)."""
+        return Signature(self.name, tuple(args or ()), dict(kwargs or {})).apply_async(**options)
 
     def bind_arguments(
         self, ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]
@@ -102,9 +138,14 @@ def get_task(name: str) -> Task:
     try:
         return _registry[name]
     except KeyError:
-        known = ", ".join(sorted(_registry)[:20]) or "none"
+        # The closest names first: with many tasks registered, an alphabetical head of the
+        # list would rarely show the one the caller meant.
+        close = difflib.get_close_matches(name, _registry, n=5, cutoff=0.5)
+        shown = close or sorted(_registry)[:10]
+        known = ", ".join(shown) or "none"
         raise TaskNotRegistered(
-            f"no task named {name!r} is registered (known: {known}); "
+            f"no task named {name!r} is registered ({len(_registry)} known; "
+            f"{'closest' if close else 'for example'}: {known}); "
             "is its module listed in BGJOBS_TASK_MODULES?"
         ) from None
 

@@ -87,13 +87,13 @@ handlers.py); nothing else, in particular no Secrets:
 */}}
 {{- define "bgjobs.rules" -}}
 - apiGroups: [bgjobs.dev]
-  resources: [backgroundjobs, jobschedules, deadletters]
+  resources: [backgroundjobs, jobschedules, deadletters, jobworkflows]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [bgjobs.dev]
-  resources: [backgroundjobs/status, jobschedules/status, deadletters/status]
+  resources: [backgroundjobs/status, jobschedules/status, deadletters/status, jobworkflows/status]
   verbs: [get, patch]
 - apiGroups: [bgjobs.dev]
-  resources: [backgroundjobs/finalizers, jobschedules/finalizers]
+  resources: [backgroundjobs/finalizers, jobschedules/finalizers, jobworkflows/finalizers]
   verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]

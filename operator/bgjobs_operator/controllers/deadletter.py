@@ -16,7 +16,7 @@ from bgjobs_operator.runtime import Runtime
 KIND = "DeadLetter"
 
 
-def decide(dl: dict[str, Any] | None) -> Decision:
+def decide(dl: dict[str, Any] | None, workflow: dict[str, Any] | None = None) -> Decision:
     if dl is None or dl["metadata"].get("deletionTimestamp"):
         return Decision()
     todo = pending_replays(dl)
@@ -24,7 +24,7 @@ def decide(dl: dict[str, Any] | None) -> Decision:
         return Decision()
     actions: list[Action] = [
         CreateObject(
-            build_replay(dl, n),
+            build_replay(dl, n, workflow),
             then=(
                 PostEvent(dl, "Normal", "Replayed", f"created BackgroundJob {replay_name(dl, n)}"),
             ),
@@ -47,7 +47,10 @@ def decide(dl: dict[str, Any] | None) -> Decision:
 
 async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
     dl = rt.deadletters.get((namespace, name))
-    decision = decide(dl)
+    workflow = None
+    if dl is not None and (dl.get("spec") or {}).get("workflow"):
+        workflow = rt.workflows.get((namespace, dl["spec"]["workflow"]))
+    decision = decide(dl, workflow)
     for action in decision.actions:
         await perform(rt.api, action)
     if dl is not None and decision.status is not None:
