@@ -33,6 +33,7 @@ PLURALS = {
     "BackgroundJob": "backgroundjobs",
     "JobSchedule": "jobschedules",
     "DeadLetter": "deadletters",
+    "JobQueue": "jobqueues",
 }
 
 MANAGED_BY = "app.kubernetes.io/managed-by"

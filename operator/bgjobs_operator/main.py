@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from bgjobs.redaction import redact
 from bgjobs_operator import config as config_mod
 from bgjobs_operator import handlers, metrics
-from bgjobs_operator.controllers import backgroundjob, deadletter, jobschedule, queue
+from bgjobs_operator.controllers import backgroundjob, deadletter, jobqueue, jobschedule, queue
 from bgjobs_operator.kubeapi import ApiError, KubeApi, load_credentials
 from bgjobs_operator.progress import ProgressPump
 from bgjobs_operator.runtime import Runtime, WorkKey
@@ -59,6 +59,8 @@ async def _dispatch(rt: Runtime, key: WorkKey) -> float | None:
         return await backgroundjob.reconcile(rt, namespace, name)
     if kind == "JobSchedule":
         return await jobschedule.reconcile(rt, namespace, name)
+    if kind == "JobQueue":
+        return await jobqueue.reconcile(rt, namespace, name)
     if kind == "DeadLetter":
         await deadletter.reconcile(rt, namespace, name)
     elif kind == "Queue":

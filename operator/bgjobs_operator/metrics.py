@@ -57,6 +57,19 @@ WEBHOOK_FAILURES = Counter(
 PROGRESS_WRITES = Counter(
     "bgjobs_progress_status_writes_total", "Status writes carrying progress.", registry=REGISTRY
 )
+QUEUE_ADMITTED = Counter(
+    "bgjobs_queue_admitted_total",
+    "Jobs a JobQueue admitted (unsuspended).",
+    ["namespace", "queue"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "bgjobs_queue_admission_wait_seconds",
+    "From a queued job's creation to its admission.",
+    ["namespace", "queue"],
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400),
+)
 
 
 class JobsCollector(Collector):
@@ -76,7 +89,7 @@ class JobsCollector(Collector):
                 (
                     status.get("phase") or "Pending",
                     spec.get("task", ""),
-                    spec.get("queue", "default"),
+                    status.get("queue") or spec.get("queue") or "default",
                 )
             ] += 1
         for (phase, task, queue), n in sorted(tally.items()):

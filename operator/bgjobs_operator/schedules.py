@@ -14,7 +14,7 @@ from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, JobScheduleSta
 from bgjobs.schedule import next_fire_times, parse_schedule, validate_time_zone
 from bgjobs_operator.conditions import set_condition, stamp
 from bgjobs_operator.config import OperatorConfig
-from bgjobs_operator.jobspec import job_labels, job_spec, owner_reference
+from bgjobs_operator.jobspec import job_labels, job_spec, legacy_placement, owner_reference
 
 SPEC_HASH = "bgjobs.dev/spec-hash"
 
@@ -31,7 +31,7 @@ def build_cronjob(
 ) -> dict[str, Any]:
     md = sched["metadata"]
     name = md["name"]
-    run_labels = {**job_labels(spec.template), names.SCHEDULE: name}
+    run_labels = {**job_labels(legacy_placement(spec.template, config).queue), names.SCHEDULE: name}
     cron_spec: dict[str, Any] = {
         "schedule": cron_expression(spec),
         "concurrencyPolicy": spec.concurrencyPolicy.value,

@@ -257,6 +257,9 @@ NEEDED = [
     ("patch", "backgroundjobs.bgjobs.dev", "--subresource=status"),
     ("patch", "jobschedules.bgjobs.dev", "--subresource=status"),
     ("patch", "deadletters.bgjobs.dev", "--subresource=status"),
+    ("watch", "jobqueues.bgjobs.dev"),
+    ("get", "jobqueues.bgjobs.dev"),
+    ("patch", "jobqueues.bgjobs.dev", "--subresource=status"),
     ("update", "backgroundjobs.bgjobs.dev", "--subresource=finalizers"),
     ("update", "jobschedules.bgjobs.dev", "--subresource=finalizers"),
 ]
@@ -270,6 +273,7 @@ REFUSED = [
     ("get", "configmaps"),
     ("delete", "cronjobs.batch"),
     ("update", "backgroundjobs.bgjobs.dev"),
+    ("patch", "jobqueues.bgjobs.dev"),
     ("patch", "backgroundjobs.bgjobs.dev", "--subresource=finalizers"),
     ("create", "serviceaccounts", "--subresource=token"),
     ("watch", "clusterkopfpeerings.kopf.dev"),  # peering is off
