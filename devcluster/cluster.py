@@ -361,7 +361,12 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--node-name={NODE_NAME}",
         ],
         state_dir,
-        env={"PYTHONPATH": str(bins.HERE.parent)},
+        # Pods run this checkout's worker, whatever checkout the venv was installed from.
+        env={
+            "PYTHONPATH": os.pathsep.join(
+                str(bins.HERE.parent / sub) for sub in ("", "operator", "worker_image")
+            )
+        },
     )
     info = ClusterInfo(
         name=name,

@@ -1,0 +1,186 @@
+"""JobQueue on the devcluster: the concurrency cap, priority order, pause and resume, rate
+limit spacing, delayed start, routes and pod defaults, refused values. Assertions are on
+order and counts (and on lower bounds the limiter guarantees), never on how fast a busy
+machine gets there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+import redis
+from kubernetes import client
+
+from tests.integration.support import BgJobs, RedisServer, wait_for
+
+
+def parse(ts: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def make_queue(bgjobs: BgJobs, name: str, **spec: Any) -> None:
+    bgjobs.create(
+        "jobqueues",
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def queued_reason(bgjobs: BgJobs, name: str) -> str | None:
+    conds = bgjobs.status(name).get("conditions") or []
+    return next(
+        (c["reason"] for c in conds if c["type"] == "Queued" and c["status"] == "True"), None
+    )
+
+
+def most_at_once(spans: list[tuple[str, str]]) -> int:
+    """The most intervals [start, end) overlapping at any instant (ends before starts)."""
+    events = sorted([(parse(s), 1) for s, _ in spans] + [(parse(e), -1) for _, e in spans])
+    # At equal times, -1 sorts before +1: a job finishing frees its slot first.
+    now = peak = 0
+    for _, delta in events:
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+def test_concurrency_cap_holds_under_a_burst(bgjobs: BgJobs) -> None:
+    make_queue(bgjobs, "capped", concurrency=2)
+    names = [f"c{i}" for i in range(8)]
+    for name in names:
+        bgjobs.submit(name, "examples.sleep", kwargs={"seconds": 1}, queue="capped")
+    done = [bgjobs.wait_phase(name, timeout=240) for name in names]
+    assert [d["phase"] for d in done] == ["Succeeded"] * len(names)
+    assert {d["queue"] for d in done} == {"capped"}
+    assert most_at_once([(d["startTime"], d["completionTime"]) for d in done]) <= 2
+    waited = [
+        n
+        for n, d in zip(names, done, strict=True)
+        if d.get("conditions") and any(c["type"] == "Queued" for c in d["conditions"])
+    ]
+    assert waited, "with 8 jobs and 2 slots some had to wait, and said so"
+    for d in done:
+        for c in d.get("conditions") or []:
+            if c["type"] == "Queued":
+                assert c["status"] == "False" and c["reason"] == "Admitted"
+
+
+def test_paused_queue_admits_nothing_then_priority_order_on_resume(
+    bgjobs: BgJobs, batch: client.BatchV1Api
+) -> None:
+    make_queue(bgjobs, "ordered", concurrency=1, paused=True)
+    order = [("p-low", 0), ("p-high", 10), ("p-mid", 5), ("p-mid2", 5)]
+    for name, priority in order:
+        bgjobs.submit(
+            name, "examples.sleep", kwargs={"seconds": 1}, queue="ordered", priority=priority
+        )
+    for name, _ in order:
+        wait_for(
+            lambda n=name: queued_reason(bgjobs, n) == "QueuePaused",
+            timeout=60,
+            what=f"{name} to say QueuePaused",
+        )
+    jobs = batch.list_namespaced_job(bgjobs.namespace).items
+    assert len(jobs) == len(order) and all(j.spec.suspend for j in jobs), "paused admits nothing"
+    assert not any(j.status.active for j in jobs)
+    # Raise one waiting job's priority: it jumps the queue.
+    bgjobs.patch("p-low", {"spec": {"priority": 7}})
+    bgjobs.patch("ordered", {"spec": {"paused": False}}, plural="jobqueues")
+    done = {name: bgjobs.wait_phase(name, timeout=180) for name, _ in order}
+    ran = sorted(done, key=lambda n: done[n]["startTime"])
+    assert ran == ["p-high", "p-low", "p-mid", "p-mid2"]
+    starts = [done[n]["startTime"] for n in ran]
+    assert len(set(starts)) == len(starts), "one at a time"
+
+
+def test_rate_limit_spaces_admissions_cluster_wide(
+    bgjobs: BgJobs, redis_server: RedisServer
+) -> None:
+    make_queue(bgjobs, "rated", rateLimit="20/m")  # one admission every 3 s
+    names = [f"r{i}" for i in range(4)]
+    for name in names:
+        bgjobs.submit(name, "examples.noop", queue="rated")
+    wait_for(
+        lambda: sum(queued_reason(bgjobs, n) == "RateLimited" for n in names) >= 2,
+        timeout=60,
+        what="jobs held back by the rate",
+    )
+    done = [bgjobs.wait_phase(name, timeout=180) for name in names]
+    assert [d["phase"] for d in done] == ["Succeeded"] * len(names), [d.get("error") for d in done]
+    starts = sorted(parse(d["startTime"]) for d in done)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    # 3 s apart by the limiter; timestamps are whole seconds, so at least 2.
+    assert all(gap >= 2 for gap in gaps), gaps
+    state = redis.Redis.from_url(redis_server.url)
+    assert state.exists(f"bgjobs:{bgjobs.namespace}:queue:rated:tat"), "the rate lives in Redis"
+
+
+def test_delayed_start_makes_no_job_before_its_time(
+    bgjobs: BgJobs, batch: client.BatchV1Api
+) -> None:
+    created = bgjobs.submit("later", "examples.noop", countdownSeconds=6)
+    wait_for(lambda: queued_reason(bgjobs, "later") == "NotBefore", timeout=30, what="NotBefore")
+    assert not batch.list_namespaced_job(bgjobs.namespace).items, "no Job before its time"
+    done = bgjobs.wait_phase("later", timeout=120)
+    assert done["phase"] == "Succeeded"
+    assert parse(done["startTime"]) >= parse(created["metadata"]["creationTimestamp"]) + (
+        dt.timedelta(seconds=6)
+    )
+
+
+def test_routes_and_pod_defaults_reach_the_pod(bgjobs: BgJobs, core: client.CoreV1Api) -> None:
+    make_queue(
+        bgjobs,
+        "heavy",
+        routes=["examples.*"],
+        podTemplate={
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "heavy", "operator": "Exists", "effect": "NoSchedule"}],
+            "resources": {"requests": {"cpu": "100m"}},
+        },
+    )
+    bgjobs.submit("routed", "examples.noop")
+    done = bgjobs.wait_phase("routed", timeout=120)
+    assert done["phase"] == "Succeeded" and done["queue"] == "heavy"
+    pods = core.list_namespaced_pod(bgjobs.namespace).items
+    assert pods and all(p.metadata.labels["bgjobs.dev/queue"] == "heavy" for p in pods)
+    assert pods[0].spec.node_selector == {"kubernetes.io/os": "linux"}
+    assert any(t.key == "heavy" for t in pods[0].spec.tolerations)
+    assert pods[0].spec.containers[0].resources.requests == {"cpu": "100m"}, "a map survives"
+
+
+def test_an_unknown_queue_runs_unqueued_with_a_warning(
+    bgjobs: BgJobs, core: client.CoreV1Api
+) -> None:
+    bgjobs.submit("lost", "examples.noop", queue="nowhere")
+    assert bgjobs.wait_phase("lost", timeout=120)["phase"] == "Succeeded"
+    events = core.list_namespaced_event(bgjobs.namespace).items
+    assert any(e.reason == "QueueNotFound" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        ("JobQueue", "{rateLimit: fast}", "rateLimit"),
+        ("JobQueue", "{concurrency: -1}", "spec.concurrency"),
+        (
+            "BackgroundJob",
+            "{task: examples.noop, startAt: '2030-01-01T00:00:00Z', countdownSeconds: 5}",
+            "set startAt or countdownSeconds, not both",
+        ),
+        ("BackgroundJob", "{task: examples.noop, startAt: tomorrow}", "spec.startAt"),
+    ],
+)
+def test_bad_queue_values_are_refused_at_apply(  # type: ignore[no-untyped-def]
+    kubectl, crds, namespace: str, kind: str, spec: str, message: str
+) -> None:
+    text = f"apiVersion: bgjobs.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: bad}}\nspec: {spec}\n"
+    proc = kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
