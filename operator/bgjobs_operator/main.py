@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers.install(rt)
     if cfg.metrics_port:
         metrics.REGISTRY.register(metrics.JobsCollector(rt.backgroundjobs.values))
+        metrics.REGISTRY.register(metrics.QueuesCollector(rt.queued_jobs, rt.jobqueues.values))
         start_http_server(cfg.metrics_port, registry=metrics.REGISTRY)
     log.info(
         "bgjobs operator starting: %s",

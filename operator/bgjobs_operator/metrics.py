@@ -95,3 +95,39 @@ class JobsCollector(Collector):
         for (phase, task, queue), n in sorted(tally.items()):
             gauge.add_metric([phase, task, queue], n)
         yield gauge
+
+
+class QueuesCollector(Collector):
+    """bgjobs_queue_jobs{namespace,queue,state}: unfinished Jobs per queue right now,
+    running (admitted) or waiting (suspended); bgjobs_queue_paused{namespace,queue}."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Iterable[tuple[tuple[str, str], bool]]],
+        queues: Callable[[], Iterable[dict[str, Any]]],
+    ) -> None:
+        self.snapshot = snapshot  # ((namespace, queue), suspended) per unfinished Job
+        self.queues = queues  # the JobQueue objects
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "bgjobs_queue_jobs",
+            "Unfinished Jobs per queue: running (admitted) or waiting (suspended).",
+            labels=["namespace", "queue", "state"],
+        )
+        tally: Tally[tuple[str, str, str]] = Tally()
+        for (namespace, queue), suspended in self.snapshot():
+            tally[(namespace, queue, "waiting" if suspended else "running")] += 1
+        for labels, n in sorted(tally.items()):
+            gauge.add_metric(list(labels), n)
+        yield gauge
+        paused = GaugeMetricFamily(
+            "bgjobs_queue_paused",
+            "1 for a JobQueue with spec.paused (its waiting jobs are not stuck), else 0.",
+            labels=["namespace", "queue"],
+        )
+        for jq in self.queues():
+            md = jq["metadata"]
+            value = 1.0 if (jq.get("spec") or {}).get("paused") else 0.0
+            paused.add_metric([md["namespace"], md["name"]], value)
+        yield paused

@@ -179,6 +179,16 @@ class Runtime:
                 self.limiter = MemoryLimiter(self.monotonic)
         return self.limiter
 
+    def queued_jobs(self) -> list[tuple[Key, bool]]:
+        """((namespace, queue), suspended) of every unfinished Job with a queue: the
+        queue gauge, read at scrape time."""
+        return [
+            (value, bool(job["spec"].get("suspend")))
+            for job in self.jobs.values()
+            for value in by_active_queue(job)
+            if isinstance(value, tuple)
+        ]
+
     def unfinished_jobs(self) -> list[Key]:
         return sorted(self.backgroundjobs.keys("unfinished", True))
 

@@ -338,6 +338,7 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
             "BgjobsCriticalJobDeadLettered",
             "BgjobsBacklogGrowing",
             "BgjobsOperatorNotReconciling",
+            "BgjobsQueueStuck",
         }
         dead = alerts["BgjobsCriticalJobDeadLettered"]
         assert dead["expr"] == 'increase(bgjobs_dead_letters_total{critical="true"}[10m]) > 0'
@@ -352,7 +353,17 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
             assert alert["annotations"]["description"]
         # Every metric the alerts use is one the operator exports (metrics.py).
         exported = (ROOT / "operator" / "bgjobs_operator" / "metrics.py").read_text()
-        for name in ("bgjobs_dead_letters_total", "bgjobs_jobs", "bgjobs_reconcile_errors_total"):
+        queue_stuck = alerts["BgjobsQueueStuck"]
+        assert "increase(bgjobs_queue_admitted_total[15m])" in queue_stuck["expr"]
+        assert queue_stuck["for"] == "15m"
+        for name in (
+            "bgjobs_dead_letters_total",
+            "bgjobs_jobs",
+            "bgjobs_reconcile_errors_total",
+            "bgjobs_queue_jobs",
+            "bgjobs_queue_admitted_total",
+            "bgjobs_queue_paused",
+        ):
             assert f'"{name}"' in exported
     else:
         assert not kinds & {"ServiceMonitor", "PrometheusRule"}

@@ -304,3 +304,21 @@ def test_legacy_flag_still_limits_when_no_job_queue_exists() -> None:
 def test_waiting_order() -> None:
     ws = [Waiting("b", 0, "2"), Waiting("a", 0, "2"), Waiting("c", 1, "9")]
     assert [w.name for w in sorted(ws, key=lambda w: w.order)] == ["c", "a", "b"]
+
+
+def test_queue_gauges_count_running_and_waiting_jobs_and_paused_queues() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from bgjobs_operator.metrics import QueuesCollector
+
+    rt, api = runtime()
+    add_queue(rt, api, job_queue(concurrency=1, paused=True))
+    for i in range(3):
+        submit_job(rt, api, f"g{i}", created=i, queue="heavy")
+    drain(rt)
+    sync_jobs(rt, api)
+    registry = CollectorRegistry()
+    registry.register(QueuesCollector(rt.queued_jobs, rt.jobqueues.values))
+    text = generate_latest(registry).decode()
+    assert 'bgjobs_queue_jobs{namespace="ns",queue="heavy",state="waiting"} 3.0' in text
+    assert 'bgjobs_queue_paused{namespace="ns",queue="heavy"} 1.0' in text

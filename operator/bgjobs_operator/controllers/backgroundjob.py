@@ -281,7 +281,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
             return _invalid(bj, current, str(exc), now)
         announce: tuple[Action, ...] = ()
         q = obs.queue
-        if q.explicit and q.jobqueue is None and not q.legacy_limited:
+        if q.explicit and q.name != DEFAULT_QUEUE and q.jobqueue is None and not q.legacy_limited:
             announce = (
                 PostEvent(
                     bj,
