@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bgjobs.api.names import replay_name
@@ -87,6 +87,9 @@ class Client:
         image: str | None = None,
         env: Mapping[str, str] | Sequence[Mapping[str, Any]] | None = None,
         labels: Mapping[str, str] | None = None,
+        priority: int | None = None,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
         **kwargs: Any,
     ) -> JobHandle:
         """Run ``task(*args, **kwargs)`` as a BackgroundJob; returns at once.
@@ -115,6 +118,9 @@ class Client:
             image=image,
             env=env,
             labels=labels,
+            priority=priority,
+            countdown=countdown,
+            eta=eta,
         )
 
     def submit_call(
@@ -129,6 +135,8 @@ class Client:
     ) -> JobHandle:
         """``submit`` with args and kwargs passed as values (RQ's ``enqueue_call``, Celery's
         ``apply_async(args, kwargs)``), for task arguments built at run time."""
+        if options.get("queue") is None and (queue := _decorated_queue(task)):
+            options["queue"] = queue
         generated = name is None and idempotency_key is None
         if name is None:
             name = (
@@ -443,3 +451,14 @@ class JobHandle:
 
     def delete(self) -> None:
         self.client.delete(self.name)
+
+
+def _decorated_queue(task: str) -> str | None:
+    """The queue a task's ``@task(queue=...)`` names, when this process has imported it
+    (Celery's decorator option means the same here); None otherwise."""
+    try:
+        from bgjobs_worker.registry import registered_tasks
+    except ImportError:
+        return None
+    registered = registered_tasks().get(task)
+    return registered.queue if registered is not None else None

@@ -38,6 +38,7 @@ class Task:
         permanent_on: Iterable[Matcher] = (),
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
+        queue: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -45,6 +46,9 @@ class Task:
         self.policy = RetryPolicy(tuple(retry_on), tuple(permanent_on))
         self.soft_time_limit = soft_time_limit
         self.time_limit = time_limit
+        # Read by the Python client when it submits this task without a queue (Celery's
+        # @task(queue=...)); the worker itself never uses it.
+        self.queue = queue
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -133,6 +137,7 @@ def task(
     permanent_on: Iterable[Matcher] = (),
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    queue: str | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -146,6 +151,7 @@ def task(
     permanent_on: Iterable[Matcher] = (),
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    queue: str | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task; use bare (``@task``) or with options (``@task(...)``)."""
 
@@ -159,6 +165,7 @@ def task(
                 permanent_on=permanent_on,
                 soft_time_limit=soft_time_limit,
                 time_limit=time_limit,
+                queue=queue,
             )
         )
 
