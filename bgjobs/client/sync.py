@@ -13,7 +13,13 @@ from typing import Any
 from bgjobs.api.names import replay_name
 from bgjobs.api.v1alpha1 import GROUP, VERSION
 from bgjobs.client.connection import api_errors, as_dict, default_namespace, load_api_client
-from bgjobs.client.constants import BACKGROUND_JOBS, DEAD_LETTERS, EPOCH, JOB_NAME_LABEL
+from bgjobs.client.constants import (
+    BACKGROUND_JOBS,
+    DEAD_LETTERS,
+    EPOCH,
+    JOB_NAME_LABEL,
+    JOB_QUEUES,
+)
 from bgjobs.client.naming import build_background_job, generate_name, idempotent_name
 from bgjobs.client.views import DeadLetterView, JobView
 from bgjobs.errors import (
@@ -337,6 +343,15 @@ class Client:
                 _request_timeout=self.request_timeout,
             )
         return DeadLetterView.from_object(as_dict(obj))
+
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """The JobQueues of the namespace, as the API returns them, by name."""
+        with self.errors("JobQueue"):
+            listing = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, JOB_QUEUES, _request_timeout=self.request_timeout
+            )
+        items = list(as_dict(listing).get("items") or [])
+        return sorted(items, key=lambda o: str(o["metadata"]["name"]))
 
     def dead_letters(
         self, task: str | None = None, job: str | None = None, *, critical: bool | None = None

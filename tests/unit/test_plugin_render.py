@@ -235,3 +235,26 @@ def test_unreachable_message_names_the_server_and_what_to_do() -> None:
     assert "\n" not in text
     assert "https://127.0.0.1:1" in text and "Connection refused" in text
     assert "make cluster-up" in text and "KUBECONFIG (using /tmp/kc)" in text
+
+
+def test_queue_table() -> None:
+    from bgjobs.plugin import queue_table
+
+    queues = [
+        {
+            "metadata": {"name": "heavy"},
+            "spec": {"concurrency": 5, "rateLimit": "10/m", "paused": True},
+            "status": {
+                "running": 5,
+                "waiting": 3,
+                "admittedLastMinute": 7,
+                "oldestWaiting": "2025-03-01T11:57:00Z",
+            },
+        },
+        {"metadata": {"name": "light"}, "spec": {}, "status": {}},
+    ]
+    assert queue_table(queues, NOW).splitlines() == [
+        "NAME    WAITING   RUNNING   RATE   ADMITTED-1M   PAUSED   OLDEST-WAITING",
+        "heavy   3         5/5       10/m   7             yes      3m",
+        "light   0         0/-       -      0             no       -",
+    ]
