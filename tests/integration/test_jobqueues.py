@@ -184,3 +184,30 @@ def test_bad_queue_values_are_refused_at_apply(  # type: ignore[no-untyped-def]
     proc = kubectl("apply", "-n", namespace, "-f", "-", input=text, check=False)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_admission_and_delayed_start_survive_an_operator_sigkill(  # type: ignore[no-untyped-def]
+    bgjobs: BgJobs, operator, devcluster
+) -> None:
+    from tests.integration.test_resilience import operator_creates
+
+    make_queue(bgjobs, "survivor", concurrency=1, rateLimit="30/m")  # 2 s apart, one at once
+    names = [f"k{i}" for i in range(4)]
+    for name in names:
+        bgjobs.submit(name, "examples.sleep", kwargs={"seconds": 1}, queue="survivor")
+    created = bgjobs.submit("delayed", "examples.noop", countdownSeconds=8)
+    bgjobs.wait_phase("k0", "Running", "Succeeded", timeout=120)
+    operator.kill()
+    operator.start()
+    done = {n: bgjobs.wait_phase(n, timeout=240) for n in [*names, "delayed"]}
+    assert {n: d["phase"] for n, d in done.items()} == dict.fromkeys(done, "Succeeded")
+    spans = [(done[n]["startTime"], done[n]["completionTime"]) for n in names]
+    assert most_at_once(spans) == 1, "the cap held across the restart"
+    starts = sorted(parse(s) for s, _ in spans)
+    assert all((b - a).total_seconds() >= 1 for a, b in itertools.pairwise(starts))
+    assert parse(done["delayed"]["startTime"]) >= parse(
+        created["metadata"]["creationTimestamp"]
+    ) + dt.timedelta(seconds=8)
+    creates = operator_creates(f"{devcluster.state_dir}/logs/audit.log", bgjobs.namespace)
+    job_creates = {name: c for (res, name), c in creates.items() if res == "jobs"}
+    assert job_creates == dict.fromkeys([*names, "delayed"], 1), "one Job each, none skipped"
