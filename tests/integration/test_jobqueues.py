@@ -211,3 +211,47 @@ def test_admission_and_delayed_start_survive_an_operator_sigkill(  # type: ignor
     creates = operator_creates(f"{devcluster.state_dir}/logs/audit.log", bgjobs.namespace)
     job_creates = {name: c for (res, name), c in creates.items() if res == "jobs"}
     assert job_creates == dict.fromkeys([*names, "delayed"], 1), "one Job each, none skipped"
+
+
+def test_api_writes_per_queued_job(bgjobs: BgJobs, devcluster) -> None:  # type: ignore[no-untyped-def]
+    """From the audit log: a job admitted at once costs the plain job's 3 writes plus its
+    unsuspend patch; a job that waited costs one more (its Queued condition)."""
+    import json
+    import time
+
+    make_queue(bgjobs, "metered", concurrency=1)
+    names = [f"m{i}" for i in range(3)]
+    for name in names:
+        bgjobs.submit(name, "examples.sleep", kwargs={"seconds": 1}, queue="metered")
+    for name in names:
+        assert bgjobs.wait_phase(name, timeout=120)["phase"] == "Succeeded"
+    time.sleep(2)  # let any straggling write land before counting
+    per_job: dict[str, list[tuple[str, str, str | None]]] = {n: [] for n in names}
+    with open(f"{devcluster.state_dir}/logs/audit.log") as f:
+        for line in f:
+            e = json.loads(line)
+            ref = e.get("objectRef") or {}
+            if (
+                ref.get("namespace") == bgjobs.namespace
+                and ref.get("name") in per_job
+                and e.get("userAgent", "").startswith("bgjobs-operator/")
+                and e.get("stage") == "ResponseComplete"
+                and e["verb"] in ("create", "patch", "update", "delete")
+            ):
+                per_job[ref["name"]].append(
+                    (e["verb"], ref.get("resource"), ref.get("subresource"))
+                )
+    counts = {n: len(w) for n, w in per_job.items()}
+    for writes in per_job.values():
+        assert writes.count(("create", "jobs", None)) == 1, writes
+        assert writes.count(("patch", "jobs", None)) == 1, "admitted exactly once"
+    waited = [n for n in names if queued_reason_ever(bgjobs, n)]
+    assert waited, "with one slot, later jobs waited"
+    for name in names:
+        assert counts[name] <= (5 if name in waited else 4), (name, per_job[name])
+    print(f"API writes per queued job: {counts}")
+
+
+def queued_reason_ever(bgjobs: BgJobs, name: str) -> bool:
+    conds = bgjobs.status(name).get("conditions") or []
+    return any(c["type"] == "Queued" for c in conds)

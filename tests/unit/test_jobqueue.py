@@ -155,6 +155,8 @@ def test_a_queued_job_costs_two_writes_more_than_a_plain_one_when_it_waits() -> 
     assert not suspended(api, "j")
     start(rt, api, "j")
     drain(rt)
+    rt.queue.add(("BackgroundJob", NS, "j"))  # the watch echoing the Running write
+    drain(rt)
     st = status_of(api, "j")
     assert st["phase"] == "Running" and st["queue"] == "heavy"
     assert queued_condition(api, "j")["status"] == "False"  # type: ignore[index]
