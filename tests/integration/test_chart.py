@@ -365,6 +365,9 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
             "bgjobs_queue_paused",
         ):
             assert f'"{name}"' in exported
+        (dashboard,) = [o for o in find(objects, "ConfigMap") if "bgjobs.json" in o["data"]]
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(dashboard["data"]["bgjobs.json"])["uid"] == "bgjobs"
     else:
         assert not kinds & {"ServiceMonitor", "PrometheusRule"}
 
