@@ -113,5 +113,8 @@ async def on_jobqueue(event: kopf.RawEvent, **_: Any) -> None:
     ns, name = _where(_apply(rt.jobqueues, event))
     # Deleted too: its waiting Jobs then run unqueued (or under --queue-limits).
     rt.queue.add(("JobQueue", ns, name))
+    # Schedules whose runs it routes or admits bring their CronJob's template along.
+    for _ns, sched_name in rt.schedules.keys("namespace", ns):
+        rt.queue.add(("JobSchedule", ns, sched_name))
     if name in rt.config.queue_limits:
         rt.queue.add(("Queue", ns, name))

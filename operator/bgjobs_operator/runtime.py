@@ -168,6 +168,7 @@ class Runtime:
         self.backgroundjobs.add_index("unfinished", unfinished)
         self.jobs.add_index("queue", by_active_queue)
         self.jobqueues.add_index("namespace", by_namespace)
+        self.schedules.add_index("namespace", by_namespace)
 
     def rate_limiter(self) -> Limiter:
         """Redis' GCRA when Redis is configured (cluster-wide), else one in memory."""

@@ -255,3 +255,31 @@ def test_api_writes_per_queued_job(bgjobs: BgJobs, devcluster) -> None:  # type:
 def queued_reason_ever(bgjobs: BgJobs, name: str) -> bool:
     conds = bgjobs.status(name).get("conditions") or []
     return any(c["type"] == "Queued" for c in conds)
+
+
+def test_a_schedules_runs_wait_in_its_job_queue(  # type: ignore[no-untyped-def]
+    bgjobs: BgJobs, batch: client.BatchV1Api, kubectl
+) -> None:
+    from tests.integration.test_jobschedule import schedule, trigger
+
+    schedule(bgjobs, "report", "0 3 * * *", {"task": "examples.add", "args": [1, 2]})
+    make_queue(bgjobs, "reports", paused=True, routes=["examples.add"])
+    wait_for(
+        lambda: (
+            batch.read_namespaced_cron_job(
+                "report", bgjobs.namespace
+            ).spec.job_template.spec.suspend
+        ),
+        timeout=60,
+        what="the CronJob to start its runs suspended",
+    )
+    trigger(kubectl, bgjobs.namespace, "report", "report-now")
+    wait_for(
+        lambda: queued_reason(bgjobs, "report-now") == "QueuePaused",
+        timeout=60,
+        what="the run to wait in the paused queue",
+    )
+    assert batch.read_namespaced_job("report-now", bgjobs.namespace).spec.suspend
+    bgjobs.patch("reports", {"spec": {"paused": False}}, plural="jobqueues")
+    done = bgjobs.wait_phase("report-now", timeout=120)
+    assert done["phase"] == "Succeeded" and done["result"] == 3 and done["queue"] == "reports"

@@ -324,3 +324,26 @@ def test_queue_gauges_count_running_and_waiting_jobs_and_paused_queues() -> None
     text = generate_latest(registry).decode()
     assert 'bgjobs_queue_jobs{namespace="ns",queue="heavy",state="waiting"} 3.0' in text
     assert 'bgjobs_queue_paused{namespace="ns",queue="heavy"} 1.0' in text
+
+
+def test_a_schedules_runs_go_through_its_job_queue() -> None:
+    from bgjobs_operator.controllers import jobschedule
+    from tests.unit.test_controllers import schedule
+
+    rt, api = runtime()
+    submit(rt, api, schedule(template={"task": "app.report"}))
+    asyncio.run(jobschedule.reconcile(rt, NS, "s"))
+    cron = api.objects[("CronJob", NS, "s")]
+    assert not cron["spec"]["jobTemplate"]["spec"].get("suspend")
+    assert cron["spec"]["jobTemplate"]["metadata"]["labels"][names.QUEUE] == "default"
+    # A JobQueue routing the task appears: the CronJob's runs now start suspended there.
+    add_queue(
+        rt, api, job_queue("reports", routes=["app.*"], podTemplate={"nodeSelector": {"a": "b"}})
+    )
+    asyncio.run(jobschedule.reconcile(rt, NS, "s"))
+    cron = api.objects[("CronJob", NS, "s")]
+    template = cron["spec"]["jobTemplate"]
+    assert template["spec"]["suspend"] is True
+    assert template["metadata"]["labels"][names.QUEUE] == "reports"
+    assert template["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
+    assert api.count("patch", "CronJob") == 1
