@@ -160,6 +160,8 @@ class Runtime:
     admissions: dict[Key, deque[datetime]] = field(default_factory=dict)
     # When each JobQueue's status was last written (monotonic seconds), to coalesce writes.
     queue_status_written: dict[Key, float] = field(default_factory=dict)
+    # Namespaces whose JobQueues were listed from the API once (backgroundjob.py).
+    jobqueues_listed: set[str] = field(default_factory=set)
     monotonic: Callable[[], float] = time.monotonic
     limiter: Limiter | None = None
 

@@ -347,3 +347,13 @@ def test_a_schedules_runs_go_through_its_job_queue() -> None:
     assert template["metadata"]["labels"][names.QUEUE] == "reports"
     assert template["spec"]["template"]["spec"]["nodeSelector"] == {"a": "b"}
     assert api.count("patch", "CronJob") == 1
+
+
+def test_job_queues_missing_from_the_store_are_listed_once_per_namespace() -> None:
+    rt, api = runtime()
+    api.add(job_queue(routes=["app.*"]))  # in the API, not yet delivered by the watch
+    submit_job(rt, api, "first")
+    submit_job(rt, api, "second")
+    drain(rt)
+    assert suspended(api, "first") and suspended(api, "second"), "routed, not unqueued"
+    assert api.lists.count("JobQueue") == 1

@@ -129,9 +129,10 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
 
 
 async def _observe_queue(rt: Runtime, bj: dict[str, Any], job: dict[str, Any] | None) -> QueueInfo:
-    """The job's queue from the stores. Before its Job exists, a queue named by spec.queue
-    and missing from the store is looked up in the API (the store may not have caught up
-    after a restart), so a queued job is never created unqueued by mistake."""
+    """The job's queue from the stores. Before the first Job of a namespace is made, that
+    namespace's JobQueues are listed once from the API (the watch may not have delivered
+    them yet after a start), so a queued or routed job is never created unqueued by
+    mistake; afterwards the watch keeps the store current."""
     md, spec = bj["metadata"], bj.get("spec") or {}
     ns = md["namespace"]
     if job is not None:
@@ -139,14 +140,14 @@ async def _observe_queue(rt: Runtime, bj: dict[str, Any], job: dict[str, Any] | 
         return QueueInfo(
             name, jobqueue=rt.jobqueues.get((ns, name)), waiting=rt.waiting.get((ns, md["name"]))
         )
+    if ns not in rt.jobqueues_listed:
+        for found in await rt.api.list("JobQueue", ns, ""):
+            rt.jobqueues.put(found)
+        rt.jobqueues_listed.add(ns)
     explicit = spec.get("queue")
     if explicit:
-        jq = rt.jobqueues.get((ns, explicit))
         legacy = explicit in rt.config.queue_limits
-        if jq is None and not legacy:
-            found = await rt.api.get("JobQueue", ns, explicit)
-            jq = rt.jobqueues.put(found) if found is not None else None
-        return QueueInfo(explicit, True, jq, legacy)
+        return QueueInfo(explicit, True, rt.jobqueues.get((ns, explicit)), legacy)
     name = route(str(spec.get("task") or ""), rt.jobqueues.by_index("namespace", ns))
     name = name or DEFAULT_QUEUE
     return QueueInfo(name, False, rt.jobqueues.get((ns, name)), name in rt.config.queue_limits)
