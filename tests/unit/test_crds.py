@@ -81,3 +81,13 @@ def test_every_declared_rule_is_in_the_crds_where_it_belongs() -> None:
     assert cel(schedule) == [r.cel for r in rules.SCHEDULE_RULES]
     assert cel(dead_letter) == [r.cel for r in DeadLetterSpec.transition_rules()]
     assert schedule["properties"]["schedule"]["maxLength"] <= 100, "bounds the CEL cost"
+
+
+def test_example_manifests_are_valid() -> None:
+    from bgjobs.api import v1alpha1 as api
+
+    models = {m.__name__: m for m in (api.BackgroundJob, api.JobSchedule, api.JobQueue)}
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                models[doc["kind"]].model_validate(doc)
