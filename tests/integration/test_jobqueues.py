@@ -309,3 +309,35 @@ def test_a_schedules_runs_wait_in_its_job_queue(  # type: ignore[no-untyped-def]
     bgjobs.patch("reports", {"spec": {"paused": False}}, plural="jobqueues")
     done = bgjobs.wait_phase("report-now", timeout=120)
     assert done["phase"] == "Succeeded" and done["result"] == 3 and done["queue"] == "reports"
+
+
+def test_the_cap_holds_with_two_operators_admitting_at_once(  # type: ignore[no-untyped-def]
+    bgjobs: BgJobs, operator, devcluster, redis_server: RedisServer, alert_sink
+) -> None:
+    """A second operator, standalone (no peering), so both handle every event: the queue's
+    lock in Redis and the API's list of its Jobs keep the cap, not either one's store."""
+    from pathlib import Path
+
+    from tests.integration.support import OperatorProcess
+
+    second = OperatorProcess(
+        devcluster.kubeconfig,
+        redis_server.url,
+        Path(devcluster.state_dir) / "logs",
+        extra_env={"BGJOBS_WEBHOOK_URL": alert_sink.url, "BGJOBS_QUEUE_LIMITS": "serial=1"},
+    )
+    second.starts = 100  # its own log files
+    second.start()
+    try:
+        make_queue(bgjobs, "shared", concurrency=3)
+        names = [f"s{i:02d}" for i in range(20)]
+        for name in names:
+            bgjobs.submit(name, "examples.sleep", kwargs={"seconds": 1}, queue="shared")
+        done = [bgjobs.wait_phase(name, timeout=300) for name in names]
+        assert [d["phase"] for d in done] == ["Succeeded"] * len(names)
+        assert most_at_once([(d["startTime"], d["completionTime"]) for d in done]) <= 3
+        admitted = admission_times(f"{devcluster.state_dir}/logs/audit.log", bgjobs.namespace)
+        assert sorted(admitted) == names, "every job admitted, none skipped"
+        assert second.alive() and operator.alive()
+    finally:
+        second.stop()

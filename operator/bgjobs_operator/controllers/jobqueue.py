@@ -15,6 +15,7 @@ in the index until it is admitted, so none is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import LockError
 
+from bgjobs.api import names
 from bgjobs.api.v1alpha1 import JobQueueSpec, JobQueueStatus
 from bgjobs_operator import metrics
 from bgjobs_operator.kubeapi import ApiError
@@ -40,6 +43,10 @@ KIND = "JobQueue"
 WINDOW = timedelta(seconds=60)
 # A busy queue's status changes with every admission; it is written at most this often.
 STATUS_INTERVAL = 5.0
+# The admission lock outlives any admission round (a few patches) by far; a crashed holder
+# frees it by expiry.
+LOCK_SECONDS = 30.0
+LOCK_RETRY_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,34 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     now = rt.clock()
     obs = observe(rt, namespace, name, now)
     decision = decide(obs, now)
+    if decision.admit and rt.redis is not None:
+        return await _admit_exclusively(rt, namespace, name, now)
     return await act(rt, obs, decision, now)
+
+
+async def _admit_exclusively(rt: Runtime, namespace: str, name: str, now: datetime) -> float | None:
+    """Admit under the queue's lock in Redis, counting from the API's own list of the
+    queue's Jobs: two operator replicas (or one working from a store that stopped
+    following the watch, as a paused kopf peer's does) can then never admit past the cap.
+    Costs one read per admitting reconcile; without Redis the store alone decides."""
+    assert rt.redis is not None
+    lock = rt.redis.lock(
+        f"bgjobs:{namespace}:queue:{name}:lock", timeout=LOCK_SECONDS, blocking_timeout=1
+    )
+    try:
+        acquired = await lock.acquire()
+    except LockError:
+        acquired = False
+    if not acquired:
+        return LOCK_RETRY_SECONDS  # another replica is admitting: look again shortly
+    try:
+        for job in await rt.api.list("Job", namespace, f"{names.QUEUE}={name}"):
+            rt.jobs.put(job)
+        obs = observe(rt, namespace, name, now)
+        return await act(rt, obs, decide(obs, now), now)
+    finally:
+        with contextlib.suppress(LockError):
+            await lock.release()
 
 
 async def act(rt: Runtime, obs: Observed, decision: QueueDecision, now: datetime) -> float | None:
