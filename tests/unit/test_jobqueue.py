@@ -357,3 +357,15 @@ def test_job_queues_missing_from_the_store_are_listed_once_per_namespace() -> No
     drain(rt)
     assert suspended(api, "first") and suspended(api, "second"), "routed, not unqueued"
     assert api.lists.count("JobQueue") == 1
+
+
+def test_a_queue_missing_from_the_store_but_not_deleted_keeps_its_jobs_waiting() -> None:
+    rt, api = runtime()
+    add_queue(rt, api, job_queue(paused=True))
+    submit_job(rt, api, "w", queue="heavy")
+    drain(rt)
+    sync_jobs(rt, api)
+    rt.jobqueues.remove(api.objects[("JobQueue", NS, "heavy")])  # a store that lags
+    asyncio.run(jobqueue.reconcile(rt, NS, "heavy"))
+    assert suspended(api, "w"), "the API says the queue exists: nothing runs unqueued"
+    assert rt.jobqueues.get((NS, "heavy")) is not None

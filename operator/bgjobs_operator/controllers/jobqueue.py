@@ -148,6 +148,13 @@ def rate_message(i: int, queue: str, rate: str) -> str:
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     now = rt.clock()
     obs = observe(rt, namespace, name, now)
+    if obs.jq is None and obs.waiting and obs.legacy_limit is None:
+        # About to let the queue's Jobs run unqueued: make sure it is gone, not merely
+        # not yet delivered by the watch.
+        found = await rt.api.get(KIND, namespace, name)
+        if found is not None:
+            rt.jobqueues.put(found)
+            obs = observe(rt, namespace, name, now)
     decision = decide(obs, now)
     if decision.admit and rt.redis is not None:
         return await _admit_exclusively(rt, namespace, name, now)
