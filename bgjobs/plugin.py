@@ -153,6 +153,30 @@ def dead_letter_table(views: Sequence[DeadLetterView], now: datetime) -> str:
     return render_table(headers, rows)
 
 
+def queue_table(queues: Sequence[dict[str, Any]], now: datetime) -> str:
+    """JobQueues: depth (waiting), running of the limit, rate, admitted in the last
+    minute, paused, and how long the oldest waiting job has waited."""
+    headers = ["NAME", "WAITING", "RUNNING", "RATE", "ADMITTED-1M", "PAUSED", "OLDEST-WAITING"]
+    rows = []
+    for q in queues:
+        spec, st = q.get("spec") or {}, q.get("status") or {}
+        limit = spec.get("concurrency")
+        running = f"{st.get('running', 0)}/{limit if limit is not None else '-'}"
+        oldest = st.get("oldestWaiting") if st.get("waiting") else None
+        rows.append(
+            [
+                q["metadata"]["name"],
+                str(st.get("waiting", 0)),
+                running,
+                str(spec.get("rateLimit") or "-"),
+                str(st.get("admittedLastMinute", 0)),
+                "yes" if spec.get("paused") else "no",
+                age(oldest, now) if oldest else "-",
+            ]
+        )
+    return render_table(headers, rows)
+
+
 def progress_text(view: JobView) -> str:
     """Bar plus stage and message: ``[####------]  40%  exporting: 2000/5000 records``."""
     detail = ": ".join(
@@ -411,6 +435,15 @@ def _print_objects(objects: list[dict[str, Any]], fmt: str, out: TextIO) -> None
         out.write(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
 
+def _start_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = parse_time(text)
+    if moment is None or moment.tzinfo is None:
+        raise InvalidSpec(f"--start-at {text!r} is not an RFC 3339 time with a zone")
+    return moment
+
+
 def cmd_submit(client: Client, opts: argparse.Namespace) -> int:
     handle = client.submit_call(
         opts.task,
@@ -424,6 +457,9 @@ def cmd_submit(client: Client, opts: argparse.Namespace) -> int:
         soft_time_limit=opts.soft_time_limit,
         time_limit=opts.time_limit,
         deadline=opts.deadline,
+        priority=opts.priority,
+        countdown=opts.countdown,
+        eta=_start_at(opts.start_at),
     )
     if handle.created:
         print(f"{RESOURCE}/{handle.name} created")
@@ -448,6 +484,17 @@ def cmd_list(client: Client, opts: argparse.Namespace) -> int:
         print(f"No backgroundjobs found in {where} namespace.", file=sys.stderr)
     else:
         print(job_table(views, _now(), namespaces=opts.all_namespaces))
+    return EXIT_OK
+
+
+def cmd_queues(client: Client, opts: argparse.Namespace) -> int:
+    queues = client.queues()
+    if opts.output in ("json", "yaml"):
+        _print_objects(queues, opts.output, sys.stdout)
+    elif not queues:
+        print(f"No jobqueues found in {client.namespace} namespace.", file=sys.stderr)
+    else:
+        print(queue_table(queues, _now()))
     return EXIT_OK
 
 
@@ -692,6 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="per-attempt hard limit")
     p.add_argument("--deadline", type=float, metavar="SECONDS", help="limit for the whole job")
     p.add_argument("--critical", action="store_true", help="alert when the job is dead-lettered")
+    p.add_argument("--priority", type=int, help="admission order in its JobQueue (higher first)")
+    p.add_argument("--countdown", type=float, metavar="SECONDS", help="start after SECONDS")
+    p.add_argument(
+        "--start-at", metavar="RFC3339", help="start at this time, e.g. 2030-01-01T09:00:00Z"
+    )
     p.add_argument("--wait", action="store_true", help="follow the job until it ends, like watch")
     following(p)
 
@@ -747,6 +799,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the JobWorkflow")
     p.add_argument("--wait", action="store_true", help="resume: follow it until it finishes")
     following(p)
+
+    p = command(
+        "queues",
+        cmd_queues,
+        "list JobQueues: waiting, running of the limit, rate, admitted last minute, paused",
+        aliases=["q"],
+    )
+    p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
 
     p = command("dead-letters", cmd_dead_letters, "list DeadLetters", aliases=["dl"])
     p.add_argument("--task", help="only this task")

@@ -21,7 +21,7 @@ from pydantic_core import PydanticUndefined, core_schema
 
 from bgjobs.api import v1alpha1 as api
 
-DROP = {"title", "additionalProperties", "const"}
+DROP = {"title", "const"}
 
 
 class _WithFactoryDefaults(GenerateJsonSchema):
@@ -61,11 +61,19 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
     for key, value in node.items():
         if key in DROP or (key == "default" and value is None):
             continue
+        if key == "additionalProperties" and not (
+            isinstance(value, dict) and "properties" not in node
+        ):
+            continue
         if key == "description":
             out[key] = " ".join(value.split())
         elif key == "properties":
             out[key] = {k: structural(v, defs) for k, v in value.items()}
         elif key == "items":
+            out[key] = structural(value, defs)
+        elif key == "additionalProperties" and isinstance(value, dict) and "properties" not in node:
+            # A map (nodeSelector, resource requests): its values' schema, so the API
+            # server keeps the entries instead of pruning them.
             out[key] = structural(value, defs)
         else:
             out[key] = value
@@ -129,7 +137,12 @@ KINDS: list[dict[str, Any]] = [
             column("Phase", ".status.phase"),
             column("Progress", ".status.progress.percent", "number", description="percent done"),
             column("Attempts", ".status.attempts", "integer"),
-            column("Queue", ".spec.queue", priority=1),
+            column("Queue", ".status.queue", priority=1),
+            column(
+                "Waiting-On",
+                '.status.conditions[?(@.type=="Queued")].reason',
+                description="why a queued job waits",
+            ),
             column("Job", ".status.jobName", priority=1),
             AGE,
         ],
@@ -173,6 +186,21 @@ KINDS: list[dict[str, Any]] = [
             column("Steps", ".status.stepsDone", description="steps succeeded of all steps"),
             column("Progress", ".status.progress", "number", description="percent done"),
             column("Failed-Step", ".status.failedStep", priority=1),
+            AGE,
+        ],
+    },
+    {
+        "model": api.JobQueue,
+        "plural": "jobqueues",
+        "short": ["bgq", "jq"],
+        "rules": [],
+        "columns": [
+            column("Running", ".status.running", "integer"),
+            column("Limit", ".spec.concurrency", "integer"),
+            column("Waiting", ".status.waiting", "integer"),
+            column("Admitted-1m", ".status.admittedLastMinute", "integer"),
+            column("Rate", ".spec.rateLimit"),
+            column("Paused", ".spec.paused", "boolean"),
             AGE,
         ],
     },

@@ -45,6 +45,7 @@ PLURALS = {
     "JobSchedule": "jobschedules",
     "DeadLetter": "deadletters",
     "JobWorkflow": "jobworkflows",
+    "JobQueue": "jobqueues",
 }
 
 MANAGED_BY = "app.kubernetes.io/managed-by"

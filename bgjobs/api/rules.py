@@ -160,6 +160,28 @@ def never_matches(field: str, pattern: str, message: str) -> Rule:
     return Rule(cel, message, check)
 
 
+def optional_matches(field: str, pattern: str, message: str) -> Rule:
+    """An optional string field, where set, matches ``pattern``."""
+    cel = f"!has(self.{field}) || self.{field}.matches({_cel_string(pattern)})"
+    compiled = re.compile(pattern)
+
+    def check(node: Value) -> bool:
+        value = _lookup(node, field)
+        return value is None or bool(compiled.search(value))
+
+    return Rule(cel, message, check)
+
+
+def at_most_one_of(first: str, second: str, message: str) -> Rule:
+    """Two optional fields that exclude each other."""
+    cel = f"!(has(self.{first}) && has(self.{second}))"
+
+    def check(node: Value) -> bool:
+        return _lookup(node, first) is None or _lookup(node, second) is None
+
+    return Rule(cel, message, check)
+
+
 def only_grows(field: str, message: str) -> TransitionRule:
     def check(old: Node, new: Node) -> bool:
         return bool(new[field] >= old[field])
@@ -340,3 +362,20 @@ WORKFLOW_RULES: tuple[Rule, ...] = (
     NO_SELF_DEPENDENCY,
     RESERVED_STEP_NAME,
 )
+
+
+# Queues and delayed start.
+# "N/s", "N/m" or "N/h": the pattern the rate limiter parses (bgjobs_operator.ratelimit).
+RATE_LIMIT_PATTERN = r"^[1-9][0-9]{0,5}/[smh]$"
+RATE_LIMIT_FORMAT = optional_matches(
+    "rateLimit",
+    RATE_LIMIT_PATTERN,
+    "rateLimit is N/s, N/m or N/h with N from 1 to 999999 (e.g. 10/m: ten admissions a minute)",
+)
+JOB_QUEUE_RULES: tuple[Rule, ...] = (RATE_LIMIT_FORMAT,)
+ONE_START_TIME = at_most_one_of(
+    "startAt",
+    "countdownSeconds",
+    "set startAt or countdownSeconds, not both",
+)
+BACKGROUND_JOB_RULES: tuple[Rule, ...] = (*TASK_TEMPLATE_RULES, ONE_START_TIME)

@@ -1,4 +1,4 @@
-"""bgjobs.dev/v1alpha1: BackgroundJob, JobSchedule, DeadLetter and JobWorkflow.
+"""bgjobs.dev/v1alpha1: BackgroundJob, JobSchedule, DeadLetter, JobWorkflow and JobQueue.
 
 These pydantic models are the single source of truth: `make crds` turns them into the CRD
 YAML in crds/ (see crdgen.py). Field descriptions become `kubectl explain` text. Each model's
@@ -9,14 +9,17 @@ checks in Python, so contradictions never reach the operator.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bgjobs.api.dag import find_cycle
-from bgjobs.api.rules import ON_FAILURE_STEP as ON_FAILURE_STEP
 from bgjobs.api.rules import (
+    BACKGROUND_JOB_RULES,
+    JOB_QUEUE_RULES,
+    RATE_LIMIT_PATTERN,
     SCHEDULE_RULES,
     TASK_TEMPLATE_RULES,
     WORKFLOW_RULES,
@@ -28,6 +31,7 @@ from bgjobs.api.rules import (
     violations,
     x_validations,
 )
+from bgjobs.api.rules import ON_FAILURE_STEP as ON_FAILURE_STEP
 
 GROUP = "bgjobs.dev"
 VERSION = "v1alpha1"
@@ -184,11 +188,12 @@ class TaskTemplate(Model):
     """Keyword arguments, a JSON object."""
     image: str | None = Field(None, min_length=1, max_length=512)
     """Worker image. Default: the operator's --default-image."""
-    queue: str = Field(
-        "default", min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    queue: str | None = Field(
+        None, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     )
-    """Queue name: a label on the Job and its pods (bgjobs.dev/queue), used to select
-    workers' node pools and to report backlog per queue."""
+    """Queue name: a label on the Job and its pods (bgjobs.dev/queue). A JobQueue of this
+    name in the namespace admits the job (concurrency, rate limit, pause, pod defaults).
+    Unset: the queue of the first JobQueue whose routes match the task, else "default"."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
     """Retry policy (backoffLimit and podFailurePolicy)."""
     timeLimits: TimeLimits | None = None
@@ -215,8 +220,11 @@ class TaskTemplate(Model):
         return TASK_TEMPLATE_RULES
 
 
+DEFAULT_QUEUE = "default"
+# Delayed starts further out than this belong in a JobSchedule or the application's own store.
+MAX_COUNTDOWN_SECONDS = 30 * 86400
 # The BackgroundJob spec fields an update may change: the only ones read after the Job exists.
-MUTABLE_JOB_FIELDS = ("cancel",)
+MUTABLE_JOB_FIELDS = ("cancel", "priority")
 
 
 class BackgroundJobSpec(TaskTemplate):
@@ -224,6 +232,29 @@ class BackgroundJobSpec(TaskTemplate):
 
     cancel: bool = False
     """Set to true to stop the job: its pods are killed and it ends Cancelled."""
+    priority: int = Field(0, ge=-1000, le=1000)
+    """Admission order within a JobQueue: higher first, then older first. May be changed
+    while the job waits."""
+    startAt: str | None = Field(None, max_length=64, json_schema_extra={"format": "date-time"})
+    """Start no earlier than this time (RFC 3339; Celery's eta=, RQ's enqueue_at). The Job
+    is created when the time comes; until then the job is Pending with a Queued condition
+    (reason NotBefore)."""
+    countdownSeconds: int | None = Field(None, ge=0, le=MAX_COUNTDOWN_SECONDS)
+    """Start no earlier than this many seconds after the BackgroundJob was created (Celery's
+    countdown=, RQ's enqueue_in)."""
+
+    @field_validator("startAt")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                raise ValueError("startAt needs a time zone (e.g. 2026-03-01T12:00:00Z)")
+        return value
+
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        return BACKGROUND_JOB_RULES
 
     @classmethod
     def transition_rules(cls) -> tuple[TransitionRule, ...]:
@@ -318,11 +349,14 @@ class BackgroundJobStatus(Model):
     """When the job reached its final phase."""
     deadLetter: ObjectRef | None = None
     """The DeadLetter created when the job finally failed."""
+    queue: str | None = None
+    """The queue the job runs in: spec.queue, else the queue a JobQueue route chose, else
+    "default"."""
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Running, Succeeded, Failed, DeadLettered, Cancelled, Invalid."""
+    """Queued, Running, Succeeded, Failed, DeadLettered, Cancelled, Invalid."""
     observedGeneration: int | None = None
     """The spec generation the status reflects."""
 
@@ -644,3 +678,82 @@ class JobWorkflow(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: JobWorkflowSpec
     status: JobWorkflowStatus | None = None
+
+
+# --- JobQueue ------------------------------------------------------------------------
+
+TaskGlob = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:*?-]+$")]
+
+
+class PodDefaults(Model):
+    """Pod settings given to every Job of the queue (a job's own resources win)."""
+
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods must match, as in a Pod spec."""
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+    """Tolerations, as in a Pod spec."""
+    affinity: dict[str, Any] | None = Field(
+        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Affinity, as in a Pod spec."""
+    priorityClassName: str | None = Field(None, max_length=253)
+    """PriorityClass of the pods."""
+    resources: ResourceRequirements | None = None
+    """Worker container resources for jobs that set none."""
+
+
+class JobQueueSpec(Model):
+    """Admission of the BackgroundJobs of one queue in this namespace: their Jobs are created
+    suspended and resumed while concurrency and rate allow, highest priority first."""
+
+    concurrency: int | None = Field(None, ge=1, le=100000)
+    """The most Jobs of this queue running at once. Unset: no cap."""
+    rateLimit: str | None = Field(None, max_length=16, pattern=RATE_LIMIT_PATTERN)
+    """Admissions per second, minute or hour ("10/m"), across all operator replicas: a
+    GCRA in Redis, spaced evenly (burst 1). Unset: no rate limit."""
+    paused: bool = False
+    """Admit nothing new; running Jobs continue."""
+    routes: list[TaskGlob] = Field(default_factory=list, max_length=64)
+    """Task-name globs (app.tasks.heavy.*) whose BackgroundJobs without spec.queue go to this
+    queue (Celery's task_routes). Several queues matching: the longest glob wins, then the
+    queue name that sorts first."""
+    podTemplate: PodDefaults | None = None
+    """Pod defaults for the queue's Jobs (node pool, tolerations, priority class, resources)."""
+
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        return JOB_QUEUE_RULES
+
+
+class JobQueueStatus(Model):
+    """What the queue is doing, as the operator last saw it."""
+
+    running: int = 0
+    """Jobs of this queue admitted and not finished."""
+    waiting: int = 0
+    """Jobs of this queue waiting for admission."""
+    admittedLastMinute: int = 0
+    """Jobs admitted in the last 60 seconds (by this operator process)."""
+    oldestWaiting: str | None = None
+    """When the oldest waiting job was created."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Ready; Invalid (e.g. a rate the operator cannot read)."""
+    observedGeneration: int | None = None
+    """The spec generation the status reflects."""
+
+
+class JobQueue(Model):
+    """A queue of BackgroundJobs: concurrency cap, cluster-wide rate limit, pause, routes and
+    pod defaults."""
+
+    apiVersion: Literal["bgjobs.dev/v1alpha1"] = API_VERSION
+    kind: Literal["JobQueue"] = "JobQueue"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobQueueSpec = Field(default_factory=JobQueueSpec)  # type: ignore[arg-type]
+    status: JobQueueStatus | None = None

@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bgjobs.api.v1alpha1 import API_VERSION, MAX_JOB_NAME
@@ -103,9 +103,14 @@ def build_background_job(
     image: str | None = None,
     env: Mapping[str, str] | Sequence[Mapping[str, Any]] | None = None,
     labels: Mapping[str, str] | None = None,
+    priority: int | None = None,
+    countdown: float | timedelta | None = None,
+    eta: datetime | None = None,
 ) -> dict[str, Any]:
     """The BackgroundJob object for a submission. Options left as None are left out, so the
-    CRD's defaults apply (maxRetries 3, queue "default", ...)."""
+    CRD's defaults apply (maxRetries 3, queue from the routes or "default", ...).
+    ``countdown`` (seconds or timedelta, Celery's countdown=, RQ's enqueue_in) and ``eta``
+    (an aware datetime, Celery's eta=, RQ's enqueue_at) delay the start; not both."""
     spec: dict[str, Any] = {
         "task": task,
         "args": _json_value("args", list(args)),
@@ -134,6 +139,16 @@ def build_background_job(
         spec["activeDeadlineSeconds"] = _seconds(deadline)
     if queue is not None:
         spec["queue"] = queue
+    if priority is not None:
+        spec["priority"] = int(priority)
+    if countdown is not None and eta is not None:
+        raise InvalidSpec("give countdown or eta, not both")
+    if countdown is not None:
+        spec["countdownSeconds"] = _seconds(countdown)
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise InvalidSpec("eta must be an aware datetime (e.g. datetime.now(UTC) + ...)")
+        spec["startAt"] = eta.isoformat()
     if critical is not None:
         spec["critical"] = bool(critical)
     if image is not None:

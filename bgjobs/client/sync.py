@@ -7,13 +7,19 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bgjobs.api.names import replay_name
 from bgjobs.api.v1alpha1 import GROUP, VERSION
 from bgjobs.client.connection import api_errors, as_dict, default_namespace, load_api_client
-from bgjobs.client.constants import BACKGROUND_JOBS, DEAD_LETTERS, EPOCH, JOB_NAME_LABEL
+from bgjobs.client.constants import (
+    BACKGROUND_JOBS,
+    DEAD_LETTERS,
+    EPOCH,
+    JOB_NAME_LABEL,
+    JOB_QUEUES,
+)
 from bgjobs.client.naming import build_background_job, generate_name, idempotent_name
 from bgjobs.client.views import DeadLetterView, JobView
 from bgjobs.client.workflows import WorkflowHandle, submit_workflow
@@ -89,6 +95,9 @@ class Client:
         image: str | None = None,
         env: Mapping[str, str] | Sequence[Mapping[str, Any]] | None = None,
         labels: Mapping[str, str] | None = None,
+        priority: int | None = None,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
         **kwargs: Any,
     ) -> JobHandle:
         """Run ``task(*args, **kwargs)`` as a BackgroundJob; returns at once.
@@ -122,6 +131,9 @@ class Client:
             image=image,
             env=env,
             labels=labels,
+            priority=priority,
+            countdown=countdown,
+            eta=eta,
         )
 
     def submit_call(
@@ -136,6 +148,8 @@ class Client:
     ) -> JobHandle:
         """``submit`` with args and kwargs passed as values (RQ's ``enqueue_call``, Celery's
         ``apply_async(args, kwargs)``), for task arguments built at run time."""
+        if options.get("queue") is None and (queue := _decorated_queue(task)):
+            options["queue"] = queue
         generated = name is None and idempotency_key is None
         if name is None:
             name = (
@@ -351,6 +365,15 @@ class Client:
             )
         return DeadLetterView.from_object(as_dict(obj))
 
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """The JobQueues of the namespace, as the API returns them, by name."""
+        with self.errors("JobQueue"):
+            listing = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, JOB_QUEUES, _request_timeout=self.request_timeout
+            )
+        items = list(as_dict(listing).get("items") or [])
+        return sorted(items, key=lambda o: str(o["metadata"]["name"]))
+
     def dead_letters(
         self, task: str | None = None, job: str | None = None, *, critical: bool | None = None
     ) -> builtins.list[DeadLetterView]:
@@ -464,3 +487,14 @@ class JobHandle:
 
     def delete(self) -> None:
         self.client.delete(self.name)
+
+
+def _decorated_queue(task: str) -> str | None:
+    """The queue a task's ``@task(queue=...)`` names, when this process has imported it
+    (Celery's decorator option means the same here); None otherwise."""
+    try:
+        from bgjobs_worker.registry import registered_tasks
+    except ImportError:
+        return None
+    registered = registered_tasks().get(task)
+    return registered.queue if registered is not None else None

@@ -31,7 +31,8 @@ def set_condition(
     now: datetime,
 ) -> list[Condition]:
     """A new list with condition type_ set, keeping its lastTransitionTime when its status
-    did not change (so an unchanged condition never causes a status write)."""
+    did not change and its place in the list (so an unchanged condition never causes a
+    status write, whatever order conditions are set in)."""
     value: Literal["True", "False"] = "True" if status else "False"
     old = next((c for c in conditions if c.type == type_), None)
     transition = (
@@ -45,7 +46,9 @@ def set_condition(
         lastTransitionTime=transition or stamp(now),
         observedGeneration=generation,
     )
-    return [c for c in conditions if c.type != type_] + [new]
+    if old is None:
+        return [*conditions, new]
+    return [new if c.type == type_ else c for c in conditions]
 
 
 def is_true(conditions: list[Condition], type_: str) -> bool:

@@ -58,8 +58,12 @@ async def on_backgroundjob(event: kopf.RawEvent, **_: Any) -> None:
     ns, name = _where(obj)
     if event.get("type") == "DELETED":
         rt.progress.pop((ns, name), None)
+        rt.waiting.pop((ns, name), None)
     else:
         rt.queue.add(("BackgroundJob", ns, name))
+    queue = (obj.get("status") or {}).get("queue") or (obj.get("spec") or {}).get("queue")
+    if queue and rt.jobqueues.get((ns, queue)) is not None:
+        rt.queue.add(("JobQueue", ns, queue))  # a waiting job's priority may have changed
     schedule = _label(obj, names.SCHEDULE)
     if schedule:  # a run changed: the schedule's lastRun/active follow
         rt.queue.add(("JobSchedule", ns, schedule))
@@ -75,7 +79,9 @@ async def on_job(event: kopf.RawEvent, **_: Any) -> None:
     ns, name = _where(obj)
     rt.queue.add(("BackgroundJob", ns, name))  # same name: its job, or a run to adopt
     queue = _label(obj, names.QUEUE)
-    if queue and queue in rt.config.queue_limits:
+    if queue and rt.jobqueues.get((ns, queue)) is not None:
+        rt.queue.add(("JobQueue", ns, queue))
+    elif queue and queue in rt.config.queue_limits:
         rt.queue.add(("Queue", ns, queue))
 
 
@@ -110,3 +116,16 @@ async def on_jobworkflow(event: kopf.RawEvent, **_: Any) -> None:
     ns, name = _where(_apply(rt.workflows, event))
     if event.get("type") != "DELETED":
         rt.queue.add(("JobWorkflow", ns, name))
+
+
+@kopf.on.event(GROUP, VERSION, "jobqueues")
+async def on_jobqueue(event: kopf.RawEvent, **_: Any) -> None:
+    rt = _rt()
+    ns, name = _where(_apply(rt.jobqueues, event))
+    # Deleted too: its waiting Jobs then run unqueued (or under --queue-limits).
+    rt.queue.add(("JobQueue", ns, name))
+    # Schedules whose runs it routes or admits bring their CronJob's template along.
+    for _ns, sched_name in rt.schedules.keys("namespace", ns):
+        rt.queue.add(("JobSchedule", ns, sched_name))
+    if name in rt.config.queue_limits:
+        rt.queue.add(("Queue", ns, name))

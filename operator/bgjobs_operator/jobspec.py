@@ -8,10 +8,11 @@ template serves a BackgroundJob's Job and every run of a CronJob.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import TaskTemplate
+from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, PodDefaults, TaskTemplate
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_worker.errors import ExitCode
 
@@ -112,14 +113,49 @@ def pod_failure_policy(t: TaskTemplate) -> dict[str, Any]:
     }
 
 
-def job_labels(t: TaskTemplate) -> dict[str, str]:
-    return {names.MANAGED_BY: names.MANAGER, names.QUEUE: t.queue}
+@dataclass(frozen=True)
+class Placement:
+    """Which queue a Job belongs to, whether it starts suspended (a JobQueue or a
+    --queue-limits queue admits it) and the queue's pod defaults."""
+
+    queue: str = DEFAULT_QUEUE
+    suspend: bool = False
+    pod: PodDefaults | None = None
+
+
+def legacy_placement(t: TaskTemplate, config: OperatorConfig) -> Placement:
+    """The queue as spec.queue names it, suspended when --queue-limits limits it."""
+    queue = t.queue or DEFAULT_QUEUE
+    return Placement(queue, suspend=queue in config.queue_limits)
+
+
+def job_labels(queue: str) -> dict[str, str]:
+    return {names.MANAGED_BY: names.MANAGER, names.QUEUE: queue}
+
+
+def _apply_pod_defaults(
+    pod_spec: dict[str, Any], container: dict[str, Any], pod: PodDefaults
+) -> None:
+    if pod.nodeSelector:
+        pod_spec["nodeSelector"] = dict(pod.nodeSelector)
+    if pod.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in pod.tolerations]
+    if pod.affinity:
+        pod_spec["affinity"] = dict(pod.affinity)
+    if pod.priorityClassName:
+        pod_spec["priorityClassName"] = pod.priorityClassName
+    if pod.resources and "resources" not in container:
+        container["resources"] = pod.resources.model_dump(exclude_defaults=True)
 
 
 def job_spec(
-    t: TaskTemplate, config: OperatorConfig, extra_labels: dict[str, str] | None = None
+    t: TaskTemplate,
+    config: OperatorConfig,
+    extra_labels: dict[str, str] | None = None,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 JobSpec running task template t (also a CronJob's jobTemplate.spec)."""
+    placement = placement or legacy_placement(t, config)
     container: dict[str, Any] = {
         "name": names.WORKER_CONTAINER,
         "image": t.image or config.default_image,
@@ -153,7 +189,9 @@ def job_spec(
     }
     if t.timeLimits and t.timeLimits.hardSeconds:
         pod_spec["activeDeadlineSeconds"] = t.timeLimits.hardSeconds + HARD_LIMIT_GRACE_SECONDS
-    pod_labels = {**job_labels(t), **(extra_labels or {})}
+    if placement.pod is not None:
+        _apply_pod_defaults(pod_spec, container, placement.pod)
+    pod_labels = {**job_labels(placement.queue), **(extra_labels or {})}
     spec: dict[str, Any] = {
         "backoffLimit": t.retry.maxRetries,
         "completions": 1,
@@ -168,9 +206,10 @@ def job_spec(
         spec["activeDeadlineSeconds"] = t.activeDeadlineSeconds
     if t.ttlSecondsAfterFinished is not None:
         spec["ttlSecondsAfterFinished"] = t.ttlSecondsAfterFinished
-    if t.queue in config.queue_limits:
-        # Queued: the operator resumes it when its queue has room (queues.py). A suspended
-        # Job has no pods and its activeDeadlineSeconds clock has not started.
+    if placement.suspend:
+        # Queued: the operator resumes it when its queue admits it (controllers/jobqueue.py,
+        # controllers/queue.py). A suspended Job has no pods and its activeDeadlineSeconds
+        # clock has not started.
         spec["suspend"] = True
     return spec
 
@@ -186,10 +225,16 @@ def owner_reference(body: dict[str, Any], controller: bool = True) -> dict[str, 
     }
 
 
-def build_job(bj: dict[str, Any], t: TaskTemplate, config: OperatorConfig) -> dict[str, Any]:
+def build_job(
+    bj: dict[str, Any],
+    t: TaskTemplate,
+    config: OperatorConfig,
+    placement: Placement | None = None,
+) -> dict[str, Any]:
     """The one Job of a BackgroundJob: same name, owned by it (deleted with it)."""
     md = bj["metadata"]
-    job_lbls = {**job_labels(t), names.BACKGROUND_JOB: md["name"]}
+    placement = placement or legacy_placement(t, config)
+    job_lbls = {**job_labels(placement.queue), names.BACKGROUND_JOB: md["name"]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -200,5 +245,5 @@ def build_job(bj: dict[str, Any], t: TaskTemplate, config: OperatorConfig) -> di
             "annotations": {names.TASK_ANNOTATION: t.task},
             "ownerReferences": [owner_reference(bj)],
         },
-        "spec": job_spec(t, config, {names.BACKGROUND_JOB: md["name"]}),
+        "spec": job_spec(t, config, {names.BACKGROUND_JOB: md["name"]}, placement),
     }

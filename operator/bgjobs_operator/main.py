@@ -21,6 +21,7 @@ from bgjobs_operator import fastjson, handlers, metrics
 from bgjobs_operator.controllers import (
     backgroundjob,
     deadletter,
+    jobqueue,
     jobschedule,
     jobworkflow,
     queue,
@@ -91,6 +92,8 @@ async def _dispatch(rt: Runtime, key: WorkKey) -> float | None:
         return await jobschedule.reconcile(rt, namespace, name)
     if kind == "JobWorkflow":
         return await jobworkflow.reconcile(rt, namespace, name)
+    if kind == "JobQueue":
+        return await jobqueue.reconcile(rt, namespace, name)
     if kind == "DeadLetter":
         await deadletter.reconcile(rt, namespace, name)
     elif kind == "Queue":
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers.install(rt)
     if cfg.metrics_port:
         metrics.REGISTRY.register(metrics.JobsCollector(rt.backgroundjobs.values))
+        metrics.REGISTRY.register(metrics.QueuesCollector(rt.queued_jobs, rt.jobqueues.values))
         start_http_server(cfg.metrics_port, registry=metrics.REGISTRY)
     log.info(
         "bgjobs operator starting: %s",

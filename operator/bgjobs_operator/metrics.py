@@ -57,6 +57,19 @@ WEBHOOK_FAILURES = Counter(
 PROGRESS_WRITES = Counter(
     "bgjobs_progress_status_writes_total", "Status writes carrying progress.", registry=REGISTRY
 )
+QUEUE_ADMITTED = Counter(
+    "bgjobs_queue_admitted_total",
+    "Jobs a JobQueue admitted (unsuspended).",
+    ["namespace", "queue"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "bgjobs_queue_admission_wait_seconds",
+    "From a queued job's creation to its admission.",
+    ["namespace", "queue"],
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400),
+)
 
 
 class JobsCollector(Collector):
@@ -76,9 +89,45 @@ class JobsCollector(Collector):
                 (
                     status.get("phase") or "Pending",
                     spec.get("task", ""),
-                    spec.get("queue", "default"),
+                    status.get("queue") or spec.get("queue") or "default",
                 )
             ] += 1
         for (phase, task, queue), n in sorted(tally.items()):
             gauge.add_metric([phase, task, queue], n)
         yield gauge
+
+
+class QueuesCollector(Collector):
+    """bgjobs_queue_jobs{namespace,queue,state}: unfinished Jobs per queue right now,
+    running (admitted) or waiting (suspended); bgjobs_queue_paused{namespace,queue}."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Iterable[tuple[tuple[str, str], bool]]],
+        queues: Callable[[], Iterable[dict[str, Any]]],
+    ) -> None:
+        self.snapshot = snapshot  # ((namespace, queue), suspended) per unfinished Job
+        self.queues = queues  # the JobQueue objects
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "bgjobs_queue_jobs",
+            "Unfinished Jobs per queue: running (admitted) or waiting (suspended).",
+            labels=["namespace", "queue", "state"],
+        )
+        tally: Tally[tuple[str, str, str]] = Tally()
+        for (namespace, queue), suspended in self.snapshot():
+            tally[(namespace, queue, "waiting" if suspended else "running")] += 1
+        for labels, n in sorted(tally.items()):
+            gauge.add_metric(list(labels), n)
+        yield gauge
+        paused = GaugeMetricFamily(
+            "bgjobs_queue_paused",
+            "1 for a JobQueue with spec.paused (its waiting jobs are not stuck), else 0.",
+            labels=["namespace", "queue"],
+        )
+        for jq in self.queues():
+            md = jq["metadata"]
+            value = 1.0 if (jq.get("spec") or {}).get("paused") else 0.0
+            paused.add_metric([md["namespace"], md["name"]], value)
+        yield paused

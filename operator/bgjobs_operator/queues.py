@@ -1,10 +1,13 @@
-"""Per-queue concurrency (Celery's worker concurrency per queue, RQ's queues) the Kubernetes
-way: Jobs of a limited queue are created suspended, and the oldest waiting ones are resumed
-while fewer than the limit are running. Pure function; the Job controller does the rest."""
+"""Queues, pure parts. The deprecated --queue-limits flag: Jobs of a limited queue are
+created suspended, and the oldest waiting ones are resumed while fewer than the limit are
+running (controllers/queue.py). JobQueue objects (controllers/jobqueue.py) add priorities,
+rate limits, pause and routes on the same mechanism: routing and ordering live here."""
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from bgjobs.api import names
@@ -36,3 +39,40 @@ def to_resume(
         key=lambda j: (j["metadata"].get("creationTimestamp") or "", j["metadata"]["name"])
     )
     return [j["metadata"]["name"] for j in waiting[: max(0, limit - running)]]
+
+
+# --- JobQueue: routes, ordering and the reasons a job waits ----------------------------
+
+# Why a queued job waits: the reason of its Queued condition (README "Queues").
+CONCURRENCY_LIMIT = "ConcurrencyLimit"
+RATE_LIMITED = "RateLimited"
+QUEUE_PAUSED = "QueuePaused"
+NOT_BEFORE = "NotBefore"
+
+
+def route(task: str, jobqueues: Iterable[dict[str, Any]]) -> str | None:
+    """The queue whose routes match `task` (Celery's task_routes). Several matching: the
+    longest glob wins (the most specific), then the queue name that sorts first, so the
+    answer never depends on the order objects were seen."""
+    best: tuple[int, str] | None = None
+    for jq in jobqueues:
+        name = jq["metadata"]["name"]
+        for glob in (jq.get("spec") or {}).get("routes") or []:
+            if fnmatch.fnmatchcase(task, glob):
+                candidate = (-len(glob), name)
+                if best is None or candidate < best:
+                    best = candidate
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A suspended Job waiting for admission, with what orders it."""
+
+    name: str
+    priority: int
+    created: str
+
+    @property
+    def order(self) -> tuple[int, str, str]:
+        return (-self.priority, self.created, self.name)

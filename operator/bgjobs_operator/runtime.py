@@ -4,6 +4,8 @@ stores the watch events keep, and the one work queue every reconcile goes throug
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +19,7 @@ from bgjobs.api.v1alpha1 import Progress
 from bgjobs_operator.conditions import utcnow
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.kubeapi import Api
+from bgjobs_operator.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from bgjobs_operator.status import awaits_dead_letter, job_condition
 from bgjobs_operator.store import Store
 from bgjobs_operator.workqueue import WorkQueue
@@ -24,8 +27,9 @@ from bgjobs_operator.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
-# What the work queue holds: (kind, namespace, name). Kinds are the watched ones plus
-# "Queue", whose name is a queue's name (its admission is reconciled like an object).
+# What the work queue holds: (kind, namespace, name). Kinds are the watched ones (JobQueue
+# among them) plus "Queue", a --queue-limits queue's name (deprecated; its admission is
+# reconciled like an object).
 WorkKey = tuple[str, str, str]
 
 # What the stores keep of an object's metadata.
@@ -128,6 +132,10 @@ def unfinished(bj: dict[str, Any]) -> Iterable[Hashable]:
     return (True,) if st.get("phase") not in _FINISHED or awaits_dead_letter(st) else ()
 
 
+def by_namespace(obj: dict[str, Any]) -> Iterable[Hashable]:
+    return (obj["metadata"]["namespace"],)
+
+
 def by_active_queue(job: dict[str, Any]) -> Iterable[Hashable]:
     """(namespace, queue) of a Job that still counts against its queue's concurrency."""
     queue = _label(job, names.QUEUE)
@@ -149,16 +157,50 @@ class Runtime:
     cronjobs: Store = field(default_factory=lambda: Store(trim_cronjob))
     deadletters: Store = field(default_factory=lambda: Store(trim_object))
     workflows: Store = field(default_factory=lambda: Store(trim_object))
+    jobqueues: Store = field(default_factory=lambda: Store(trim_object))
     # Latest progress per running job, as the progress pump last read it from Redis.
     progress: dict[Key, Progress] = field(default_factory=dict)
     # Queued Jobs resumed whose update the watch has not delivered yet.
     resumed: set[Key] = field(default_factory=set)
+    # Why each queued Job waits, as its JobQueue's last reconcile decided: (reason, message).
+    # The BackgroundJob reconciler turns it into the Queued condition.
+    waiting: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    # Admission times per JobQueue (namespace, queue), for status.admittedLastMinute.
+    admissions: dict[Key, deque[datetime]] = field(default_factory=dict)
+    # When each JobQueue's status was last written (monotonic seconds), to coalesce writes.
+    queue_status_written: dict[Key, float] = field(default_factory=dict)
+    # Namespaces whose JobQueues were listed from the API once (backgroundjob.py).
+    jobqueues_listed: set[str] = field(default_factory=set)
+    monotonic: Callable[[], float] = time.monotonic
+    limiter: Limiter | None = None
 
     def __post_init__(self) -> None:
         self.backgroundjobs.add_index("schedule", by_schedule)
         self.backgroundjobs.add_index("workflow", by_workflow)
         self.backgroundjobs.add_index("unfinished", unfinished)
         self.jobs.add_index("queue", by_active_queue)
+        self.jobqueues.add_index("namespace", by_namespace)
+        self.schedules.add_index("namespace", by_namespace)
+
+    def rate_limiter(self) -> Limiter:
+        """Redis' GCRA when Redis is configured (cluster-wide), else one in memory."""
+        if self.limiter is None:
+            if self.redis is not None:
+                self.limiter = RedisLimiter(self.redis)
+            else:
+                log.warning("no Redis: JobQueue rate limits hold per operator process only")
+                self.limiter = MemoryLimiter(self.monotonic)
+        return self.limiter
+
+    def queued_jobs(self) -> list[tuple[Key, bool]]:
+        """((namespace, queue), suspended) of every unfinished Job with a queue: the
+        queue gauge, read at scrape time."""
+        return [
+            (value, bool(job["spec"].get("suspend")))
+            for job in self.jobs.values()
+            for value in by_active_queue(job)
+            if isinstance(value, tuple)
+        ]
 
     def unfinished_jobs(self) -> list[Key]:
         return sorted(self.backgroundjobs.keys("unfinished", True))

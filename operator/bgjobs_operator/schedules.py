@@ -14,7 +14,13 @@ from bgjobs.api.v1alpha1 import TERMINAL_PHASES, JobScheduleSpec, JobScheduleSta
 from bgjobs.schedule import next_fire_times, parse_schedule, validate_time_zone
 from bgjobs_operator.conditions import set_condition, stamp
 from bgjobs_operator.config import OperatorConfig
-from bgjobs_operator.jobspec import job_labels, job_spec, owner_reference
+from bgjobs_operator.jobspec import (
+    Placement,
+    job_labels,
+    job_spec,
+    legacy_placement,
+    owner_reference,
+)
 
 SPEC_HASH = "bgjobs.dev/spec-hash"
 
@@ -27,11 +33,17 @@ def cron_expression(spec: JobScheduleSpec) -> str:
 
 
 def build_cronjob(
-    sched: dict[str, Any], spec: JobScheduleSpec, config: OperatorConfig
+    sched: dict[str, Any],
+    spec: JobScheduleSpec,
+    config: OperatorConfig,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
+    """The schedule's CronJob. With a JobQueue for the template's queue, every run's Job
+    starts suspended with the queue's pod defaults, and the queue admits it."""
     md = sched["metadata"]
     name = md["name"]
-    run_labels = {**job_labels(spec.template), names.SCHEDULE: name}
+    placement = placement or legacy_placement(spec.template, config)
+    run_labels = {**job_labels(placement.queue), names.SCHEDULE: name}
     cron_spec: dict[str, Any] = {
         "schedule": cron_expression(spec),
         "concurrencyPolicy": spec.concurrencyPolicy.value,
@@ -43,7 +55,7 @@ def build_cronjob(
                 "labels": run_labels,
                 "annotations": {names.TASK_ANNOTATION: spec.template.task},
             },
-            "spec": job_spec(spec.template, config, {names.SCHEDULE: name}),
+            "spec": job_spec(spec.template, config, {names.SCHEDULE: name}, placement),
         },
     }
     if spec.timeZone:

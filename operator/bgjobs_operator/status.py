@@ -27,7 +27,7 @@ from bgjobs.api.v1alpha1 import (
 )
 from bgjobs_operator.conditions import bound, set_condition, stamp
 
-RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"
+RUNNING, SUCCEEDED, FAILED, QUEUED = "Running", "Succeeded", "Failed", "Queued"
 DEAD_LETTERED, CANCELLED, INVALID = "DeadLettered", "Cancelled", "Invalid"
 
 MAX_PROGRESS_TEXT = {"stage": 256, "message": 1024, "updatedAt": 64}
@@ -317,3 +317,32 @@ def awaits_dead_letter(status: BackgroundJobStatus | dict[str, Any]) -> bool:
 
 def is_terminal(bj: dict[str, Any]) -> bool:
     return (bj.get("status") or {}).get("phase") in {p.value for p in TERMINAL_PHASES}
+
+
+def queued_status(
+    current: BackgroundJobStatus,
+    generation: int | None,
+    reason: str,
+    message: str,
+    queue: str,
+    now: datetime,
+) -> BackgroundJobStatus:
+    """The Queued condition saying why the job waits. Unchanged while the reason is: a new
+    position in the queue alone ("3 ahead" becoming "2 ahead") is not worth a write."""
+    old = next((c for c in current.conditions if c.type == QUEUED), None)
+    if old is not None and old.status == "True" and old.reason == reason:
+        return current
+    conditions = set_condition(current.conditions, QUEUED, True, reason, message, generation, now)
+    return current.model_copy(update={"conditions": conditions, "queue": queue})
+
+
+def admitted_status(
+    status: BackgroundJobStatus, generation: int | None, now: datetime
+) -> BackgroundJobStatus:
+    """Queued turns False once the job runs; rides on the write that says Running."""
+    if not any(c.type == QUEUED and c.status == "True" for c in status.conditions):
+        return status
+    conditions = set_condition(
+        status.conditions, QUEUED, False, "Admitted", "admitted", generation, now
+    )
+    return status.model_copy(update={"conditions": conditions})

@@ -18,6 +18,7 @@ from devcluster import bins
 from devcluster.cluster import free_port
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:

@@ -257,6 +257,9 @@ NEEDED = [
     ("patch", "backgroundjobs.bgjobs.dev", "--subresource=status"),
     ("patch", "jobschedules.bgjobs.dev", "--subresource=status"),
     ("patch", "deadletters.bgjobs.dev", "--subresource=status"),
+    ("watch", "jobqueues.bgjobs.dev"),
+    ("get", "jobqueues.bgjobs.dev"),
+    ("patch", "jobqueues.bgjobs.dev", "--subresource=status"),
     ("update", "backgroundjobs.bgjobs.dev", "--subresource=finalizers"),
     ("update", "jobschedules.bgjobs.dev", "--subresource=finalizers"),
     ("watch", "jobworkflows.bgjobs.dev"),
@@ -274,6 +277,7 @@ REFUSED = [
     ("get", "configmaps"),
     ("delete", "cronjobs.batch"),
     ("update", "backgroundjobs.bgjobs.dev"),
+    ("patch", "jobqueues.bgjobs.dev"),
     ("patch", "backgroundjobs.bgjobs.dev", "--subresource=finalizers"),
     ("create", "serviceaccounts", "--subresource=token"),
     ("watch", "clusterkopfpeerings.kopf.dev"),  # peering is off
@@ -338,6 +342,7 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
             "BgjobsCriticalJobDeadLettered",
             "BgjobsBacklogGrowing",
             "BgjobsOperatorNotReconciling",
+            "BgjobsQueueStuck",
         }
         dead = alerts["BgjobsCriticalJobDeadLettered"]
         assert dead["expr"] == 'increase(bgjobs_dead_letters_total{critical="true"}[10m]) > 0'
@@ -352,8 +357,21 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
             assert alert["annotations"]["description"]
         # Every metric the alerts use is one the operator exports (metrics.py).
         exported = (ROOT / "operator" / "bgjobs_operator" / "metrics.py").read_text()
-        for name in ("bgjobs_dead_letters_total", "bgjobs_jobs", "bgjobs_reconcile_errors_total"):
+        queue_stuck = alerts["BgjobsQueueStuck"]
+        assert "increase(bgjobs_queue_admitted_total[15m])" in queue_stuck["expr"]
+        assert queue_stuck["for"] == "15m"
+        for name in (
+            "bgjobs_dead_letters_total",
+            "bgjobs_jobs",
+            "bgjobs_reconcile_errors_total",
+            "bgjobs_queue_jobs",
+            "bgjobs_queue_admitted_total",
+            "bgjobs_queue_paused",
+        ):
             assert f'"{name}"' in exported
+        (dashboard,) = [o for o in find(objects, "ConfigMap") if "bgjobs.json" in o["data"]]
+        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(dashboard["data"]["bgjobs.json"])["uid"] == "bgjobs"
     else:
         assert not kinds & {"ServiceMonitor", "PrometheusRule"}
 

@@ -186,3 +186,44 @@ def test_help(plugin: Run) -> None:
     assert proc.returncode == 0
     for command in ("submit", "list", "watch", "logs", "describe", "cancel", "replay"):
         assert command in proc.stdout
+
+
+def test_queues_lists_depth_and_pause(plugin: Run, bgjobs: BgJobs, kubectl) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.support import wait_for
+
+    bgjobs.create(
+        "jobqueues",
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": "held"},
+            "spec": {"concurrency": 2, "paused": True, "rateLimit": "5/m"},
+        },
+    )
+    sub = plugin("submit", "examples.noop", "--name", "w1", "--queue", "held", "--priority", "3")
+    assert sub.returncode == 0, sub.stderr
+    assert bgjobs.get("w1")["spec"]["priority"] == 3
+
+    def listed() -> str | None:
+        out = plugin("queues").stdout
+        return out if "held   1 " in out else None
+
+    out = wait_for(listed, timeout=60, what="the queue to show one waiting job")
+    assert out.splitlines()[0].split() == [
+        "NAME",
+        "WAITING",
+        "RUNNING",
+        "RATE",
+        "ADMITTED-1M",
+        "PAUSED",
+        "OLDEST-WAITING",
+    ]
+    assert out.splitlines()[1].split()[:6] == ["held", "1", "0/2", "5/m", "0", "yes"]
+    wait_for(
+        lambda: "QueuePaused" in kubectl("get", "bgj", "w1", "-n", bgjobs.namespace).stdout,
+        timeout=30,
+        what="the Waiting-On column",
+    )
+    later = plugin("submit", "examples.noop", "--name", "d1", "--countdown", "3600")
+    assert later.returncode == 0, later.stderr
+    assert bgjobs.get("d1")["spec"]["countdownSeconds"] == 3600

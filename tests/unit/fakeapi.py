@@ -21,6 +21,7 @@ class FakeApi:
         self.events: list[tuple[str, str, str]] = []  # (object name, reason, message)
         self.fail_next: dict[str, Exception] = {}  # verb -> raise once
         self.pods: list[dict[str, Any]] = []
+        self.lists: list[str] = []  # kinds listed
         self._rv = itertools.count(100)
         self._uid = itertools.count(1)
 
@@ -42,7 +43,14 @@ class FakeApi:
         return copy.deepcopy(obj) if obj is not None else None
 
     async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.pods) if kind == "Pod" else []
+        self.lists.append(kind)
+        if kind == "Pod":
+            return copy.deepcopy(self.pods)
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in self.objects.items()
+            if k == kind and ns == namespace
+        ]
 
     async def create(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         self._maybe_fail("create")

@@ -134,3 +134,33 @@ def test_arguments_must_be_json() -> None:
 def test_time_limits_must_be_positive() -> None:
     with pytest.raises(InvalidSpec, match="positive"):
         build_background_job("t", name="t", time_limit=0)
+
+
+def test_delayed_start_and_priority_options() -> None:
+    from datetime import UTC, datetime
+
+    body = build_background_job("t", name="t", countdown=timedelta(seconds=59.5), priority=3)
+    assert body["spec"]["countdownSeconds"] == 60 and body["spec"]["priority"] == 3
+    eta = datetime(2030, 1, 1, 9, 30, tzinfo=UTC)
+    body = build_background_job("t", name="t", eta=eta)
+    assert body["spec"]["startAt"] == "2030-01-01T09:30:00+00:00"
+    BackgroundJob.model_validate(body)
+    with pytest.raises(InvalidSpec, match="not both"):
+        build_background_job("t", name="t", eta=eta, countdown=5)
+    with pytest.raises(InvalidSpec, match="aware"):
+        build_background_job("t", name="t", eta=datetime(2030, 1, 1))
+
+
+def test_the_task_decorators_queue_is_used_when_submitting_without_one() -> None:
+    from bgjobs.client.sync import _decorated_queue
+    from bgjobs_worker.registry import task, unregister
+
+    @task(name="tests.heavy_render", queue="heavy")
+    def render() -> None:
+        pass
+
+    try:
+        assert _decorated_queue("tests.heavy_render") == "heavy"
+        assert _decorated_queue("tests.unknown") is None
+    finally:
+        unregister("tests.heavy_render")

@@ -58,7 +58,7 @@ def test_every_declared_rule_is_in_the_crds_where_it_belongs() -> None:
     """The CEL in the CRDs is the CEL of bgjobs/api/rules.py, on the node it is declared for
     (the task template's rules on BackgroundJob.spec and JobSchedule.spec.template alike)."""
     from bgjobs.api import rules
-    from bgjobs.api.v1alpha1 import BackgroundJobSpec, DeadLetterSpec
+    from bgjobs.api.v1alpha1 import BackgroundJobSpec, DeadLetterSpec, JobQueueSpec
 
     def spec_of(fname: str) -> dict:  # type: ignore[type-arg]
         crd = yaml.safe_load(crdgen.render()[fname])
@@ -72,8 +72,23 @@ def test_every_declared_rule_is_in_the_crds_where_it_belongs() -> None:
     schedule = spec_of("bgjobs.dev_jobschedules.yaml")
     dead_letter = spec_of("bgjobs.dev_deadletters.yaml")
     template = [r.cel for r in rules.TASK_TEMPLATE_RULES]
-    assert cel(job) == template + [r.cel for r in BackgroundJobSpec.transition_rules()]
+    job_rules = [r.cel for r in rules.BACKGROUND_JOB_RULES]
+    assert job_rules[: len(template)] == template
+    assert cel(job) == job_rules + [r.cel for r in BackgroundJobSpec.transition_rules()]
+    queue = spec_of("bgjobs.dev_jobqueues.yaml")
+    assert cel(queue) == [r.cel for r in JobQueueSpec.rules()]
     assert cel(schedule["properties"]["template"]) == template
     assert cel(schedule) == [r.cel for r in rules.SCHEDULE_RULES]
     assert cel(dead_letter) == [r.cel for r in DeadLetterSpec.transition_rules()]
     assert schedule["properties"]["schedule"]["maxLength"] <= 100, "bounds the CEL cost"
+
+
+def test_example_manifests_are_valid() -> None:
+    from bgjobs.api import v1alpha1 as api
+
+    kinds = (api.BackgroundJob, api.JobSchedule, api.JobQueue, api.JobWorkflow)
+    models = {m.__name__: m for m in kinds}
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                models[doc["kind"]].model_validate(doc)

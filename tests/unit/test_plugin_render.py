@@ -297,3 +297,26 @@ def test_describe_workflow_names_the_failed_step_and_how_to_resume() -> None:
     assert "Failed Step:    analyze" in text
     assert "kubectl bgjobs workflow resume wf" in text
     assert "Steps:" in text and "Events:" in text
+
+
+def test_queue_table() -> None:
+    from bgjobs.plugin import queue_table
+
+    queues = [
+        {
+            "metadata": {"name": "heavy"},
+            "spec": {"concurrency": 5, "rateLimit": "10/m", "paused": True},
+            "status": {
+                "running": 5,
+                "waiting": 3,
+                "admittedLastMinute": 7,
+                "oldestWaiting": "2025-03-01T11:57:00Z",
+            },
+        },
+        {"metadata": {"name": "light"}, "spec": {}, "status": {}},
+    ]
+    assert queue_table(queues, NOW).splitlines() == [
+        "NAME    WAITING   RUNNING   RATE   ADMITTED-1M   PAUSED   OLDEST-WAITING",
+        "heavy   3         5/5       10/m   7             yes      3m",
+        "light   0         0/-       -      0             no       -",
+    ]

@@ -219,6 +219,7 @@ def transition_verdict(model: type[Any], old: dict[str, Any], new: dict[str, Any
     ("change", "refused"),
     [
         ({"cancel": True}, []),
+        ({"priority": 5}, []),  # reorders a waiting job in its JobQueue
         ({"kwargs": {"a": 2}}, ["spec.kwargs is immutable"]),
         ({"image": "other:1"}, ["spec.image is immutable"]),
         ({"queue": "fast"}, ["spec.queue is immutable"]),
@@ -226,17 +227,22 @@ def transition_verdict(model: type[Any], old: dict[str, Any], new: dict[str, Any
         ({"timeLimits": {"hardSeconds": 5}}, ["spec.timeLimits is immutable"]),
         ({"task": "u"}, ["spec.task is immutable"]),
         ({"critical": True}, ["spec.critical is immutable"]),
+        ({"startAt": "2026-03-01T12:00:00Z"}, ["spec.startAt is immutable"]),
         ({"args": [1, 2]}, []),  # only the catch-all sees args (CEL cannot read them)
     ],
 )
-def test_a_job_spec_is_immutable_but_for_cancel(change: dict[str, Any], refused: list[str]) -> None:
+def test_a_job_spec_is_immutable_but_for_cancel_and_priority(
+    change: dict[str, Any], refused: list[str]
+) -> None:
     old = job_spec(args=[1], kwargs={"a": 1}, image="img:1")
     new = {**old, **change}
     broken = transition_verdict(BackgroundJobSpec, old, new)
     for fragment in refused:
         assert any(fragment in message for message in broken), broken
-    catch_all = "spec cannot change once created, apart from cancel; submit a new BackgroundJob"
-    assert (catch_all in " ".join(broken)) == (change != {"cancel": True})
+    catch_all = (
+        "spec cannot change once created, apart from cancel, priority; submit a new BackgroundJob"
+    )
+    assert (catch_all in " ".join(broken)) == (change not in ({"cancel": True}, {"priority": 5}))
 
 
 def test_cancel_cannot_be_undone_and_a_cancel_passes_alone() -> None:
@@ -272,3 +278,65 @@ def test_the_parser_refuses_whatever_the_crd_refuses_on_any_text(schedule: str) 
     crd = all(agree(rule, {"schedule": schedule}) for rule in rules.SCHEDULE_RULES)
     if parses(schedule):
         assert crd, schedule
+
+
+# --------------------------------------------------------------------------- queues
+
+
+@pytest.mark.parametrize(
+    ("node", "valid"),
+    [
+        ({}, True),
+        ({"rateLimit": "10/m"}, True),
+        ({"rateLimit": "1/s"}, True),
+        ({"rateLimit": "120/h"}, True),
+        ({"rateLimit": "fast"}, False),
+        ({"rateLimit": "0/m"}, False),
+        ({"rateLimit": "10/d"}, False),
+        ({"rateLimit": "-1/s"}, False),
+    ],
+)
+def test_rate_limit_rule_agrees_in_cel_and_python_and_with_the_limiter(
+    node: dict[str, Any], valid: bool
+) -> None:
+    from bgjobs.api.v1alpha1 import JobQueueSpec
+    from bgjobs_operator.ratelimit import parse_rate
+
+    assert agree(rules.RATE_LIMIT_FORMAT, node) == valid
+    if valid:
+        JobQueueSpec.model_validate(node)
+        if node:
+            parse_rate(node["rateLimit"])
+    else:
+        with pytest.raises(ValidationError):
+            JobQueueSpec.model_validate(node)
+        with pytest.raises(ValueError):
+            parse_rate(node["rateLimit"])
+
+
+def test_negative_concurrency_is_refused() -> None:
+    from bgjobs.api.v1alpha1 import JobQueueSpec
+
+    with pytest.raises(ValidationError):
+        JobQueueSpec.model_validate({"concurrency": -1})
+
+
+@pytest.mark.parametrize(
+    ("node", "valid"),
+    [
+        ({"task": "t"}, True),
+        ({"task": "t", "startAt": "2026-03-01T12:00:00Z"}, True),
+        ({"task": "t", "countdownSeconds": 30}, True),
+        ({"task": "t", "startAt": "2026-03-01T12:00:00Z", "countdownSeconds": 30}, False),
+    ],
+)
+def test_start_at_or_countdown_not_both(node: dict[str, Any], valid: bool) -> None:
+    assert agree(rules.ONE_START_TIME, node) == valid
+    if not valid:
+        with pytest.raises(ValidationError, match="not both"):
+            BackgroundJobSpec.model_validate(node)
+
+
+def test_start_at_needs_a_time_zone() -> None:
+    with pytest.raises(ValidationError, match="time zone"):
+        BackgroundJobSpec.model_validate({"task": "t", "startAt": "2026-03-01T12:00:00"})

@@ -40,6 +40,7 @@ class Task:
         permanent_on: Iterable[Matcher] = (),
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
+        queue: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -47,6 +48,9 @@ class Task:
         self.policy = RetryPolicy(tuple(retry_on), tuple(permanent_on))
         self.soft_time_limit = soft_time_limit
         self.time_limit = time_limit
+        # Read by the Python client when it submits this task without a queue (Celery's
+        # @task(queue=...)); the worker itself never uses it.
+        self.queue = queue
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -174,6 +178,7 @@ def task(
     permanent_on: Iterable[Matcher] = (),
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    queue: str | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -187,6 +192,7 @@ def task(
     permanent_on: Iterable[Matcher] = (),
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    queue: str | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task; use bare (``@task``) or with options (``@task(...)``)."""
 
@@ -200,6 +206,7 @@ def task(
                 permanent_on=permanent_on,
                 soft_time_limit=soft_time_limit,
                 time_limit=time_limit,
+                queue=queue,
             )
         )
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import BackgroundJobSpec, BackgroundJobStatus, Phase
+from bgjobs.api.v1alpha1 import (
+    DEFAULT_QUEUE,
+    BackgroundJobSpec,
+    BackgroundJobStatus,
+    Phase,
+    PodDefaults,
+)
 from bgjobs.redaction import redact
 from bgjobs_operator import metrics
 from bgjobs_operator import status as st
@@ -29,11 +35,13 @@ from bgjobs_operator.actions import (
     DeleteObject,
     PostEvent,
 )
+from bgjobs_operator.conditions import stamp
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.deadletters import build_dead_letter, dead_letter_name
 from bgjobs_operator.effects import perform
-from bgjobs_operator.jobspec import InvalidSpec, build_job
+from bgjobs_operator.jobspec import InvalidSpec, Placement, build_job
 from bgjobs_operator.kubeapi import ApiError
+from bgjobs_operator.queues import NOT_BEFORE, route
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import build_run
 from bgjobs_worker import redis_keys
@@ -47,9 +55,21 @@ RESYNC_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
+class QueueInfo:
+    """The job's queue: spec.queue, else a JobQueue route, else "default"."""
+
+    name: str = DEFAULT_QUEUE
+    explicit: bool = False  # named by spec.queue
+    jobqueue: dict[str, Any] | None = None  # the JobQueue of that name, if any
+    legacy_limited: bool = False  # limited by --queue-limits (deprecated)
+    waiting: tuple[str, str] | None = None  # (reason, message) from the queue's reconcile
+
+
+@dataclass(frozen=True)
 class Observed:
     bj: dict[str, Any] | None
     job: dict[str, Any] | None  # the Job of this name, ours or not
+    queue: QueueInfo = QueueInfo()
     job_lost: bool = False  # the job started and the API confirms its Job is gone
     namespace_terminating: bool = False
     schedule: dict[str, Any] | None = None  # the JobSchedule of a run Job to adopt
@@ -99,9 +119,38 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
             terminating = await _namespace_terminating(rt, namespace)
             return Observed(bj, None, job_lost=not terminating, namespace_terminating=terminating)
         job = rt.jobs.put(job)
-    if job is None or not owns(job, bj) or st.is_terminal(bj):
+    if job is None:
+        return Observed(bj, None, await _observe_queue(rt, bj, None))
+    if not owns(job, bj) or st.is_terminal(bj):
         return Observed(bj, job)
+    if job["spec"].get("suspend"):
+        return Observed(bj, job, await _observe_queue(rt, bj, job))
     return await _observe_attempts(rt, bj, job)
+
+
+async def _observe_queue(rt: Runtime, bj: dict[str, Any], job: dict[str, Any] | None) -> QueueInfo:
+    """The job's queue from the stores. Before the first Job of a namespace is made, that
+    namespace's JobQueues are listed once from the API (the watch may not have delivered
+    them yet after a start), so a queued or routed job is never created unqueued by
+    mistake; afterwards the watch keeps the store current."""
+    md, spec = bj["metadata"], bj.get("spec") or {}
+    ns = md["namespace"]
+    if job is not None:
+        name = (job["metadata"].get("labels") or {}).get(names.QUEUE) or DEFAULT_QUEUE
+        return QueueInfo(
+            name, jobqueue=rt.jobqueues.get((ns, name)), waiting=rt.waiting.get((ns, md["name"]))
+        )
+    if ns not in rt.jobqueues_listed:
+        for found in await rt.api.list("JobQueue", ns, ""):
+            rt.jobqueues.put(found)
+        rt.jobqueues_listed.add(ns)
+    explicit = spec.get("queue")
+    if explicit:
+        legacy = explicit in rt.config.queue_limits
+        return QueueInfo(explicit, True, rt.jobqueues.get((ns, explicit)), legacy)
+    name = route(str(spec.get("task") or ""), rt.jobqueues.by_index("namespace", ns))
+    name = name or DEFAULT_QUEUE
+    return QueueInfo(name, False, rt.jobqueues.get((ns, name)), name in rt.config.queue_limits)
 
 
 async def _observe_orphan_run(rt: Runtime, job: dict[str, Any] | None) -> Observed:
@@ -217,11 +266,32 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
             message = lost.error.message if lost.error else "Job lost"
             decision.actions.insert(0, PostEvent(bj, "Warning", "JobLost", message or ""))
             return decision
+        due = start_time(spec, md.get("creationTimestamp"))
+        if due is not None and now < due:
+            # Delayed start: the Job is made only when due, so a cancel before then
+            # leaves nothing behind; the work queue brings the key back on time.
+            desired = st.queued_status(
+                current, generation, NOT_BEFORE, f"starts at {stamp(due)}", obs.queue.name, now
+            )
+            decision = _transition(bj, current, desired, [])
+            decision.requeue_after = (due - now).total_seconds()
+            return decision
         try:
-            manifest = build_job(bj, spec, config)
+            manifest = build_job(bj, spec, config, placement(obs.queue))
         except InvalidSpec as exc:
             return _invalid(bj, current, str(exc), now)
-        return Decision(actions=[CreateObject(manifest)], requeue_after=RESYNC_SECONDS)
+        announce: tuple[Action, ...] = ()
+        q = obs.queue
+        if q.explicit and q.name != DEFAULT_QUEUE and q.jobqueue is None and not q.legacy_limited:
+            announce = (
+                PostEvent(
+                    bj,
+                    "Warning",
+                    "QueueNotFound",
+                    f"no JobQueue {q.name} in this namespace: the job runs unqueued",
+                ),
+            )
+        return Decision(actions=[CreateObject(manifest, announce)], requeue_after=RESYNC_SECONDS)
     if not ours:
         return _invalid(
             bj,
@@ -240,9 +310,36 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
         result_key=redis_keys.result_key(md["namespace"], job["metadata"]["uid"]),
     )
     desired = st.desired_status(observation, now)
+    if desired.phase == Phase.PENDING and job["spec"].get("suspend") and obs.queue.waiting:
+        reason, message = obs.queue.waiting
+        desired = st.queued_status(desired, generation, reason, message, obs.queue.name, now)
+    elif desired.phase != Phase.PENDING:
+        desired = st.admitted_status(desired, generation, now)
+    if desired != current:  # the queue rides on a write that happens anyway
+        queue = (job["metadata"].get("labels") or {}).get(names.QUEUE)
+        desired = desired.model_copy(update={"queue": queue or DEFAULT_QUEUE})
     if desired.phase == Phase.FAILED:
         return _dead_letter(bj, current, desired, obs.last_output, now)
     return _transition(bj, current, desired, [])
+
+
+def start_time(spec: BackgroundJobSpec, created: str | None) -> datetime | None:
+    """When a delayed job may start: spec.startAt, or creation + countdownSeconds."""
+    if spec.startAt:
+        return datetime.fromisoformat(spec.startAt)
+    if spec.countdownSeconds and created:
+        return datetime.fromisoformat(created) + timedelta(seconds=spec.countdownSeconds)
+    return None
+
+
+def placement(q: QueueInfo) -> Placement:
+    """A JobQueue's (or a --queue-limits queue's) Jobs are created suspended; the queue's
+    reconcile admits them. The JobQueue's pod defaults go into the pod template."""
+    pod = None
+    if q.jobqueue is not None:
+        raw = (q.jobqueue.get("spec") or {}).get("podTemplate")
+        pod = PodDefaults.model_validate(raw) if raw else None
+    return Placement(q.name, suspend=q.jobqueue is not None or q.legacy_limited, pod=pod)
 
 
 def _transition(

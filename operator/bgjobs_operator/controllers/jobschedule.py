@@ -15,11 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bgjobs.api.v1alpha1 import JobScheduleSpec
+from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, JobScheduleSpec
 from bgjobs_operator.actions import Action, CreateObject, Decision, DeleteObject, PostEvent
 from bgjobs_operator.config import OperatorConfig
+from bgjobs_operator.controllers.backgroundjob import QueueInfo, placement
 from bgjobs_operator.effects import perform
+from bgjobs_operator.jobspec import Placement
 from bgjobs_operator.kubeapi import ApiError
+from bgjobs_operator.queues import route
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import (
     SPEC_HASH,
@@ -40,14 +43,35 @@ class Observed:
     sched: dict[str, Any] | None
     cron: dict[str, Any] | None
     runs: list[dict[str, Any]]
+    placement: Placement | None = None  # the runs' queue (None: as spec.queue names it)
 
 
 def observe(rt: Runtime, namespace: str, name: str) -> Observed:
+    sched = rt.schedules.get((namespace, name))
     return Observed(
-        sched=rt.schedules.get((namespace, name)),
+        sched=sched,
         cron=rt.cronjobs.get((namespace, name)),
         runs=rt.backgroundjobs.by_index("schedule", (namespace, name)),
+        placement=_placement(rt, namespace, sched) if sched is not None else None,
     )
+
+
+def _placement(rt: Runtime, namespace: str, sched: dict[str, Any]) -> Placement | None:
+    """Runs go to the template's queue, else a JobQueue route for the task, else default;
+    a JobQueue there admits them (its changes re-reconcile the namespace's schedules)."""
+    template = (sched.get("spec") or {}).get("template") or {}
+    explicit = template.get("queue")
+    queue = explicit or route(
+        str(template.get("task") or ""), rt.jobqueues.by_index("namespace", namespace)
+    )
+    queue = queue or DEFAULT_QUEUE
+    info = QueueInfo(
+        queue, bool(explicit), rt.jobqueues.get((namespace, queue)), queue in rt.config.queue_limits
+    )
+    try:
+        return placement(info)
+    except ValidationError:
+        return None
 
 
 def spec_hash(obj: dict[str, Any]) -> str | None:
@@ -73,7 +97,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     current = parse_status(sched.get("status"))
     try:
         spec = JobScheduleSpec.model_validate(sched["spec"])
-        manifest = build_cronjob(sched, spec, config)
+        manifest = build_cronjob(sched, spec, config, obs.placement)
     except (ValidationError, ValueError) as exc:
         desired = invalid_schedule_status(sched, str(exc), now)
         if desired == current:

@@ -1,5 +1,6 @@
-"""Resume queued Jobs while their queue has room (queues.py has the rule). Reads only the
-Jobs of this queue in this namespace, through the store's queue index."""
+"""The deprecated --queue-limits flag: resume queued Jobs while their queue has room
+(queues.py has the rule). Reads only the Jobs of this queue in this namespace, through the
+store's queue index. A JobQueue of the same name takes precedence."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from bgjobs_operator.runtime import Runtime
 
 def decide(rt: Runtime, namespace: str, queue: str) -> Decision:
     limit = rt.config.queue_limits.get(queue)
-    if not limit:
-        return Decision()
+    if not limit or rt.jobqueues.get((namespace, queue)) is not None:
+        return Decision()  # a JobQueue of this name takes over (controllers/jobqueue.py)
     jobs = rt.jobs.by_index("queue", (namespace, queue))
     return Decision(
         actions=[
