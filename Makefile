@@ -41,9 +41,10 @@ cluster-down: venv ## stop the demo devcluster, leaving no process behind
 demo: system-deps venv cluster-bins ## run the main job: devcluster + Redis + operator + examples, live progress
 	$(PY) -m devcluster.demo --state-dir $(STATE)
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check; import walls (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=$(CURDIR):$(CURDIR)/operator:$(CURDIR)/worker_image $(VENV)/bin/lint-imports
 
 typecheck: venv ## mypy
 	$(VENV)/bin/mypy

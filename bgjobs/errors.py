@@ -8,10 +8,24 @@ server's message) rather than a string to parse.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bgjobs.client import JobView
+
+class JobState(Protocol):
+    """What the errors read of a job: ``bgjobs.client.JobView`` has it. A protocol, so that
+    this module (which the client imports) imports nothing of the client."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def terminal(self) -> bool: ...
+    @property
+    def error(self) -> Mapping[str, Any] | None: ...
+    @property
+    def dead_letter(self) -> str | None: ...
 
 
 class BgJobsError(Exception):
@@ -72,7 +86,7 @@ class JobTimeout(BgJobsError):
     """The job did not reach a final phase in time. It keeps running; ``last`` is the
     last state seen."""
 
-    def __init__(self, name: str, timeout: float, last: JobView | None) -> None:
+    def __init__(self, name: str, timeout: float, last: JobState | None) -> None:
         self.name = name
         self.timeout = timeout
         self.last = last
@@ -84,7 +98,7 @@ class JobFailed(BgJobsError):
     """The job ended Failed. ``error`` is its status.error block (type, message, exitCode,
     attempt, reason); ``dead_letter`` the DeadLetter recording it, if any."""
 
-    def __init__(self, view: JobView) -> None:
+    def __init__(self, view: JobState) -> None:
         self.name = view.name
         self.view = view
         self.error: dict[str, Any] = dict(view.error or {})
@@ -95,7 +109,7 @@ class JobFailed(BgJobsError):
 class JobCancelled(BgJobsError):
     """The job ended Cancelled (spec.cancel was set)."""
 
-    def __init__(self, view: JobView) -> None:
+    def __init__(self, view: JobState) -> None:
         self.name = view.name
         self.view = view
         super().__init__(f"backgroundjob {view.name!r} was cancelled")

@@ -29,14 +29,20 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import MAXYEAR, UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "CRON_PATTERN",
+    "EXPRESSIBLE_INTERVAL_PATTERN",
     "INTERVAL_PATTERN",
+    "INTERVAL_PREFIX_PATTERN",
+    "MACROS",
+    "MACRO_PATTERN",
+    "TZ_PREFIX_PATTERN",
     "ScheduleError",
     "next_fire_times",
     "parse_schedule",
@@ -52,18 +58,26 @@ class ScheduleError(ValueError):
     """
 
 
-# Kept to the regex subset shared by Python ``re``, Go RE2 (CRD ``pattern``) and pydantic's Rust
-# engine: no look-around, no named groups, the case-insensitive flag at the very start.
-# It checks syntax only; whether cron can express the interval is up to parse_schedule.
+# The spellings of each interval unit, keyed by its one-letter abbreviation (which every
+# spelling starts with), and the seconds it stands for.
+_UNIT_SPELLINGS: Mapping[str, str] = {
+    "s": "s|secs?|seconds?",
+    "m": "m|mins?|minutes?",
+    "h": "h|hrs?|hours?",
+    "d": "d|days?",
+}
+_UNIT_SECONDS: Mapping[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Kept to the regex subset shared by Python ``re``, Go RE2 (CRD ``pattern``, CEL ``matches``)
+# and pydantic's Rust engine: no look-around, no named groups, the case-insensitive flag at the
+# very start. It checks syntax only; whether cron can express the interval is up to
+# parse_schedule (and EXPRESSIBLE_INTERVAL_PATTERN, its regular-expression twin).
 INTERVAL_PATTERN: str = (
     r"(?i)^\s*every\s+(?:([0-9]+)\s*"
-    r"(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)"
+    f"({'|'.join(_UNIT_SPELLINGS.values())})"
     r"|(second|minute|hour|day))\s*$"
 )
 _INTERVAL_RE = re.compile(INTERVAL_PATTERN)
-
-# Every unit spelling starts with its one-letter abbreviation.
-_UNIT_SECONDS: Mapping[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Intervals (in minutes) that cron repeats evenly: divisors of an hour, and whole hours that
 # divide a day. Anything else drifts at the hour or day boundary (*/7 fires at :56 then :00).
@@ -83,6 +97,8 @@ _MACROS: Mapping[str, str] = {
     "@hourly": "0 * * * *",
 }
 
+MACROS: tuple[str, ...] = tuple(_MACROS)
+
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
@@ -91,11 +107,8 @@ _MAX_MONTH_DAYS: Mapping[int, int] = {
     1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31,
 }  # fmt: skip
 
-_TZ_PREFIX_RE = re.compile(r"(?i)^(CRON_)?TZ=")
-
-# The Gregorian calendar repeats every 400 years, so a day pattern not seen within that span
-# never occurs. Parsing already rejects such patterns; this bound is a backstop for the search.
-_SEARCH_YEARS = 400
+TZ_PREFIX_PATTERN: str = r"(?i)^\s*(CRON_)?TZ="
+_TZ_PREFIX_RE = re.compile(TZ_PREFIX_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,51 @@ _FIELDS: tuple[_Field, ...] = (
 _MINUTE, _HOUR, _DOM, _MONTH, _DOW = _FIELDS
 
 
+# --------------------------------------------------------------------------- patterns for CEL
+# The same knowledge as regular expressions, for the CRD's CEL rules (bgjobs/api/rules.py):
+# built from the tables above, so the API server and parse_schedule read schedules alike.
+# They check what a regular expression can (syntax, each number within its field's bounds,
+# steps no longer than the field); parse_schedule also refuses backwards ranges, steps longer
+# than their range and dates that never occur.
+
+
+def _decimal(low: int, high: int) -> str:
+    """The numbers ``low``..``high`` (below 100), leading zeros allowed, as a regex."""
+    options = []
+    for tens in range(low // 10, high // 10 + 1):
+        first, last = max(low, tens * 10) % 10, min(high, tens * 10 + 9) % 10
+        digits = f"[{first}-{last}]" if first != last else str(first)
+        options.append(digits if tens == 0 else f"{tens}{digits}")
+    return f"0*(?:{'|'.join(options)})"
+
+
+def _interval_amounts(unit: str) -> str:
+    """The amounts of ``unit`` that make an even interval (``every 120s``, ``every 2h``)."""
+    per_unit = _UNIT_SECONDS[unit]
+    amounts = [m * 60 // per_unit for m in _EVEN_MINUTES if m * 60 % per_unit == 0]
+    return f"0*(?:{'|'.join(map(str, amounts))})"
+
+
+def _field_pattern(field: _Field) -> str:
+    names = "".join(f"|{name}" for name in field.names)
+    value = f"(?:{_decimal(field.low, field.limit)}{names})"
+    step = _decimal(1, field.limit - field.low)
+    item = f"(?:[*?]|{value}(?:-{value})?)(?:/{step})?"
+    return f"{item}(?:,{item})*"
+
+
+CRON_PATTERN: str = r"(?i)^\s*" + r"\s+".join(_field_pattern(field) for field in _FIELDS) + r"\s*$"
+MACRO_PATTERN: str = rf"(?i)^\s*({'|'.join(_MACROS)})\s*$"
+INTERVAL_PREFIX_PATTERN: str = r"(?i)^\s*every"
+EXPRESSIBLE_INTERVAL_PATTERN: str = (
+    r"(?i)^\s*every\s+(?:"
+    + "|".join(
+        rf"{_interval_amounts(unit)}\s*(?:{spelled})" for unit, spelled in _UNIT_SPELLINGS.items()
+    )
+    + r"|minute|hour|day)\s*$"
+)
+
+
 @dataclass(frozen=True)
 class _ParsedField:
     """The values a field (or one list item) selects, and whether it counts as a "star".
@@ -156,12 +214,12 @@ class _ParsedField:
 
 @dataclass(frozen=True)
 class _CronSpec:
-    """A parsed 5-field expression; sorted tuples where we iterate, sets where we test."""
+    """A parsed 5-field expression: the values each field selects."""
 
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
+    minutes: frozenset[int]
+    hours: frozenset[int]
     days_of_month: frozenset[int]
-    months: tuple[int, ...]
+    months: frozenset[int]
     days_of_week: frozenset[int]  # 0 = Sunday, 7 already folded into 0
     dom_star: bool
     dow_star: bool
@@ -211,15 +269,18 @@ def next_fire_times(
 
     ``cron`` is anything :func:`parse_schedule` accepts. It is evaluated in wall-clock time of
     ``tz`` (an IANA name; UTC when None), as the CronJob controller does with
-    ``spec.timeZone``. Across DST changes, a wall time that does not exist (spring forward) is
-    skipped and one that occurs twice (fall back) fires once, at its first occurrence. (Note:
-    robfig/cron's own ``Next`` returns both occurrences of a repeated wall time; this function
-    predicts the single fire described above.)
+    ``spec.timeZone``, and the times are the ones robfig/cron's ``Next`` gives (the parser the
+    CronJob controller fires by), DST changes included:
 
-    The search walks only matching months, days, hours and minutes, so sparse schedules such
-    as ``0 0 29 2 *`` cost a handful of steps per year, not one step per minute. Fewer than
-    ``count`` times are returned only if the search runs past the year 9999 (or, defensively,
-    finds no matching day for 400 years).
+    * a wall time that occurs twice (fall back) fires at both occurrences: ``*/30`` in
+      Europe/Berlin on 2025-10-26 fires at 00:00, 00:30, 01:00, 01:30, 02:00 UTC, and
+      ``30 2 * * *`` at 00:30 and 01:30 UTC;
+    * a wall time that does not exist (spring forward) does not fire that day: ``30 2 * * *``
+      in Europe/Berlin skips 2025-03-30;
+    * robfig searches five calendar years at most: a schedule with no fire in that span (the
+      29th of February around 2100) predicts none, as the controller would.
+
+    Fewer than ``count`` times are returned only then, or past the year 9999.
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError("after must be a timezone-aware datetime")
@@ -227,24 +288,17 @@ def next_fire_times(
         raise ValueError(f"count must not be negative, got {count}")
     spec = _compile(cron)
     zone = _zone(tz)
-    if count == 0:
-        return []
-    # Wall times map to instants monotonically once each is pinned to its first occurrence, so
-    # walking wall times in order from the minute of `after` yields instants in order. The few
-    # candidates that are not strictly after `after` (the same minute, or the first pass of a
-    # repeated hour when `after` lies in the second) are dropped.
-    try:
-        start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
-    except OverflowError:  # `after` is at the very end of the calendar in this zone
-        return []
     fires: list[datetime] = []
-    for wall in _wall_times(spec, start):
-        instant = _first_instant(wall, zone)
-        if instant is None or instant <= after:
-            continue
-        fires.append(instant)
-        if len(fires) == count:
+    instant = calendar.timegm(after.utctimetuple())  # whole seconds, rounded down
+    while len(fires) < count:
+        try:
+            found = _robfig_next(spec, instant, zone)
+        except (OverflowError, ValueError):  # past the end of Python's calendar
             break
+        if found is None:
+            break
+        fires.append(datetime.fromtimestamp(found, UTC))
+        instant = found
     return fires
 
 
@@ -353,10 +407,10 @@ def _parse_cron(schedule: str) -> tuple[_CronSpec, str]:
         _parse_field(text, field) for text, field in zip(texts, _FIELDS, strict=True)
     )
     spec = _CronSpec(
-        minutes=tuple(sorted(minute.values)),
-        hours=tuple(sorted(hour.values)),
+        minutes=minute.values,
+        hours=hour.values,
         days_of_month=dom.values,
-        months=tuple(sorted(month.values)),
+        months=month.values,
         days_of_week=frozenset(v % 7 for v in dow.values),
         dom_star=dom.star,
         dow_star=dow.star,
@@ -448,7 +502,7 @@ def _check_day_exists(spec: _CronSpec, dom_text: str) -> None:
         return
     if any(day <= _MAX_MONTH_DAYS[m] for m in spec.months for day in spec.days_of_month):
         return
-    months = ", ".join(_MONTH_NAMES[m - 1] for m in spec.months)
+    months = ", ".join(_MONTH_NAMES[m - 1] for m in sorted(spec.months))
     raise _field_error(
         _DOM, f"{dom_text} never occurs in {months}, so the schedule would never fire"
     )
@@ -493,47 +547,90 @@ def _zone(tz: str | None) -> tzinfo:
         raise ScheduleError(f"unknown time zone {_quote(tz)}") from None
 
 
-def _wall_times(spec: _CronSpec, start: datetime) -> Iterator[datetime]:
-    """Matching naive wall times at or after ``start`` (a whole minute), in order."""
-    start_day = start.date()
-    for day in _matching_days(spec, start_day):
-        for hour in spec.hours:
-            if day == start_day and hour < start.hour:
-                continue
-            for minute in spec.minutes:
-                if day == start_day and hour == start.hour and minute < start.minute:
-                    continue
-                yield datetime.combine(day, time(hour, minute))
+# What follows mirrors robfig/cron v3's SpecSchedule.Next and the two Go time functions its
+# DST behaviour comes from (time.Date picking an offset for a wall time, AddDate adding wall
+# days), on Unix seconds. The fields are matched in the zone's wall time; hours, minutes
+# and seconds are stepped in real time (which is why a repeated wall hour fires twice and a
+# skipped one not at all), days and months in wall time.
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _matching_days(spec: _CronSpec, start: date) -> Iterator[date]:
-    """Matching dates from ``start`` on, visiting only the months the schedule selects."""
-    last_match_year = start.year
-    for year in range(start.year, MAXYEAR + 1):
-        if year - last_match_year > _SEARCH_YEARS:
-            return
-        for month in spec.months:
-            if (year, month) < (start.year, start.month):
-                continue
-            first = start.day if (year, month) == (start.year, start.month) else 1
-            last = calendar.monthrange(year, month)[1]
-            for day_number in range(first, last + 1):
-                day = date(year, month, day_number)
-                if spec.matches_day(day):
-                    last_match_year = year
-                    yield day
+def _wall(instant: int, zone: tzinfo) -> datetime:
+    return datetime.fromtimestamp(instant, zone)
 
 
-def _first_instant(wall: datetime, zone: tzinfo) -> datetime | None:
-    """The UTC instant of a wall time's first occurrence, or None if DST skips it.
+def _offset(instant: int, zone: tzinfo) -> int:
+    offset = _wall(instant, zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
-    ``fold=0`` picks the earlier of two occurrences; a wall time inside a DST gap does not
-    survive the round trip through UTC.
+
+def _go_date(year: int, month: int, day: int, hour: int, minute: int, zone: tzinfo) -> int:
+    """Go's ``time.Date``: overflowing fields carry over; a wall time in a gap or an overlap
+    gets the offset in force at the wall time read as UTC, corrected once if that offset
+    does not hold at the resulting instant."""
+    year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+    days = date(year, month, 1).toordinal() - _EPOCH_ORDINAL + day - 1
+    local = days * 86400 + hour * 3600 + minute * 60
+    return local - _offset(local - _offset(local, zone), zone)
+
+
+def _robfig_next(spec: _CronSpec, after: int, zone: tzinfo) -> int | None:
+    """The first fire after ``after`` (Unix seconds), or None when robfig finds none.
+
+    Field by field, from months down to seconds: a field that does not match is stepped
+    until it does, and a step that wraps the field around (January, the 1st, hour 0,
+    minute 0, second 0) starts the check over from the months, as robfig's ``goto WRAP``.
     """
-    try:
-        instant = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    except OverflowError:  # past 9999-12-31 in UTC
-        return None
-    if instant.astimezone(zone).replace(tzinfo=None) != wall:
-        return None
-    return instant
+    t = after + 1
+    year_limit = _wall(t, zone).year + 5
+    added = False  # once a field has moved, the fields below it start from their beginning
+    while True:
+        w = _wall(t, zone)
+        if w.year > year_limit:
+            return None
+        wrapped = False
+        while w.month not in spec.months:
+            if not added:
+                added = True
+                w = _wall(t := _go_date(w.year, w.month, 1, 0, 0, zone), zone)
+            w = _wall(t := _go_date(w.year, w.month + 1, w.day, w.hour, w.minute, zone), zone)
+            if wrapped := w.month == 1:
+                break
+        if wrapped:
+            continue
+        while not spec.matches_day(w.date()):
+            if not added:
+                added = True
+                w = _wall(t := _go_date(w.year, w.month, w.day, 0, 0, zone), zone)
+            w = _wall(t := _go_date(w.year, w.month, w.day + 1, w.hour, w.minute, zone), zone)
+            if w.hour:  # midnight fell into a DST change: to the nearest day start
+                t += (24 - w.hour) * 3600 if w.hour > 12 else -w.hour * 3600
+                w = _wall(t, zone)
+            if wrapped := w.day == 1:
+                break
+        if wrapped:
+            continue
+        while w.hour not in spec.hours:
+            if not added:
+                added = True
+                t = _go_date(w.year, w.month, w.day, w.hour, 0, zone)
+            w = _wall(t := t + 3600, zone)
+            if wrapped := w.hour == 0:
+                break
+        if wrapped:
+            continue
+        while w.minute not in spec.minutes:
+            if not added:
+                added = True
+                t -= t % 60
+            w = _wall(t := t + 60, zone)
+            if wrapped := w.minute == 0:
+                break
+        if wrapped:
+            continue
+        if w.second:  # CronJob schedules fire at second 0: step to it, which wraps
+            added = True
+            t += 60 - w.second
+            continue
+        return t

@@ -1,17 +1,30 @@
 """bgjobs.dev/v1alpha1: BackgroundJob, JobSchedule and DeadLetter.
 
 These pydantic models are the single source of truth: `make crds` turns them into the CRD
-YAML in crds/ (see crdgen.py). Field descriptions become `kubectl explain` text, and the
-`x-kubernetes-validations` (CEL) rules below are enforced by the API server at
-`kubectl apply` time, so contradictions never reach the operator.
+YAML in crds/ (see crdgen.py). Field descriptions become `kubectl explain` text. Each model's
+`rules()` (and `transition_rules()`, for updates) come from bgjobs/api/rules.py: the API
+server enforces them as CEL at `kubectl apply` time, and validating a model runs the same
+checks in Python, so contradictions never reach the operator.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bgjobs.api.rules import (
+    SCHEDULE_RULES,
+    TASK_TEMPLATE_RULES,
+    Rule,
+    TransitionRule,
+    immutable_fields,
+    only_grows,
+    stays_true,
+    violations,
+    x_validations,
+)
 
 GROUP = "bgjobs.dev"
 VERSION = "v1alpha1"
@@ -28,13 +41,40 @@ MAX_SCHEDULE_NAME = 52
 MAX_ARGS = 64
 
 
-def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
-    """CEL rules for a schema node, as (rule, message) pairs."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]}
+def _cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """The model's rules as the schema node's CEL rules (pydantic calls this per model)."""
+    if not issubclass(cls, Model):
+        return
+    declared: list[Rule | TransitionRule] = [*cls.rules(), *cls.transition_rules()]
+    if declared:
+        schema["x-kubernetes-validations"] = x_validations(declared)
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        json_schema_extra=_cel_rules,
+    )
+
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        """Rules on this node: CEL in the CRD, checked in Python by validation."""
+        return ()
+
+    @classmethod
+    def transition_rules(cls) -> tuple[TransitionRule, ...]:
+        """Rules on updates (CEL transition rules; ``rules.transition_violations`` in Python)."""
+        return ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        if declared := self.rules():
+            broken = violations(self, declared)
+            if broken:
+                raise ValueError("; ".join(broken))
+        return self
 
 
 class Phase(StrEnum):
@@ -167,37 +207,30 @@ class TaskTemplate(Model):
     critical: bool = False
     """A critical job that is dead-lettered raises an alert (metric and webhook)."""
 
-
-TIME_LIMIT_RULE = (
-    "!has(self.timeLimits) || !has(self.timeLimits.softSeconds) || "
-    "!has(self.timeLimits.hardSeconds) || "
-    "self.timeLimits.softSeconds < self.timeLimits.hardSeconds",
-    "timeLimits.softSeconds must be less than timeLimits.hardSeconds",
-)
-DEADLINE_RULE = (
-    "!has(self.activeDeadlineSeconds) || !has(self.timeLimits) || "
-    "!has(self.timeLimits.hardSeconds) || "
-    "self.timeLimits.hardSeconds <= self.activeDeadlineSeconds",
-    "timeLimits.hardSeconds must not exceed activeDeadlineSeconds (the whole job's deadline)",
-)
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        return TASK_TEMPLATE_RULES
 
 
 class BackgroundJobSpec(TaskTemplate):
     """One run of a task, executed as a batch/v1 Job."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            TIME_LIMIT_RULE,
-            DEADLINE_RULE,
-            # args/kwargs are schemaless JSON, which CEL cannot compare; the operator reads
-            # them once, when it creates the Job, so later edits have no effect (README).
-            ("self.task == oldSelf.task", "spec.task is immutable; submit a new BackgroundJob"),
-            ("!oldSelf.cancel || self.cancel", "a cancelled job cannot be resumed"),
-        )
-    )
-
     cancel: bool = False
     """Set to true to stop the job: its pods are killed and it ends Cancelled."""
+
+    @classmethod
+    def transition_rules(cls) -> tuple[TransitionRule, ...]:
+        # The operator reads the spec once, when it creates the Job: an edit would be
+        # accepted and never take effect. Only cancel has an effect later (README).
+        return (
+            *immutable_fields(
+                cls, MUTABLE_JOB_FIELDS, "BackgroundJob", "submit a new BackgroundJob"
+            ),
+            stays_true("cancel", "a cancelled job cannot be resumed"),
+        )
+
+
+MUTABLE_JOB_FIELDS = ("cancel",)
 
 
 class Progress(Model):
@@ -315,24 +348,10 @@ class ConcurrencyPolicy(StrEnum):
     REPLACE = "Replace"
 
 
-# Intervals cron can express: minutes dividing an hour, whole hours dividing a day, a day.
-EVEN_INTERVALS = "|".join(
-    [f"{m}m" for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720)]
-    + [f"{h}h" for h in (1, 2, 3, 4, 6, 8, 12, 24)]
-    + ["1440m", "1d", "60s"]
-)
-
-SCHEDULE_SYNTAX = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
-    r"every\s+\S.*|"
-    r"\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
-)
-
-
 class JobScheduleSpec(Model):
     """A periodic task (Celery beat), executed by a batch/v1 CronJob."""
 
-    schedule: str = Field(min_length=1, max_length=100, pattern=SCHEDULE_SYNTAX)
+    schedule: str = Field(min_length=1, max_length=100)
     """A 5-field cron expression ("*/15 * * * *"), a macro (@hourly), or an interval such as
     "every 15m" / "every 2h" that divides an hour or a day evenly."""
     timeZone: str | None = Field(None, max_length=64)
@@ -350,27 +369,9 @@ class JobScheduleSpec(Model):
     template: TaskTemplate
     """The task each run executes, with the same fields as a BackgroundJob spec."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            (
-                "!has(self.template.timeLimits) || !has(self.template.timeLimits.softSeconds) || "
-                "!has(self.template.timeLimits.hardSeconds) || "
-                "self.template.timeLimits.softSeconds < self.template.timeLimits.hardSeconds",
-                "template.timeLimits.softSeconds must be less than template.timeLimits.hardSeconds",
-            ),
-            (
-                "!self.schedule.startsWith('TZ') && !self.schedule.startsWith('CRON_TZ')",
-                "put the time zone in spec.timeZone, not in the schedule",
-            ),
-            (
-                "!self.schedule.matches('^every\\\\s+[0-9]+[smhd]$') || "
-                f"self.schedule.matches('^every\\\\s+({EVEN_INTERVALS})$')",
-                "this interval cannot be expressed as a cron schedule: intervals must divide "
-                "an hour or a day evenly (e.g. every 15m, every 2h, every 1d); write a cron "
-                "expression instead",
-            ),
-        )
-    )
+    @classmethod
+    def rules(cls) -> tuple[Rule, ...]:
+        return SCHEDULE_RULES
 
 
 class RunRef(Model):
@@ -457,15 +458,14 @@ class DeadLetterSpec(Model):
     """Replays requested. Raise it by one (kubectl bgjobs replay) to run the task again:
     each increment creates one new BackgroundJob named <deadletter>-r<N>."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            ("self.replays >= oldSelf.replays", "replays can only grow"),
-            (
-                "self.jobUID == oldSelf.jobUID && self.task == oldSelf.task",
-                "a dead letter's record is immutable apart from replays",
+    @classmethod
+    def transition_rules(cls) -> tuple[TransitionRule, ...]:
+        return (
+            *immutable_fields(
+                cls, ("replays",), "DeadLetter", "it records a failure; replays run it again"
             ),
+            only_grows("replays", "replays can only grow"),
         )
-    )
 
 
 class DeadLetterStatus(Model):

@@ -97,6 +97,43 @@ def test_task_is_immutable_and_cancel_cannot_be_undone(kubectl, crds, namespace:
     assert "a cancelled job cannot be resumed" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ('{"spec": {"args": [2]}}', "spec cannot change once created, apart from cancel"),
+        ('{"spec": {"kwargs": {"x": 1}}}', "spec.kwargs is immutable"),
+        ('{"spec": {"retry": {"maxRetries": 0}}}', "spec.retry is immutable"),
+        ('{"spec": {"image": "other:1"}}', "spec.image is immutable"),
+        ('{"spec": {"queue": "fast"}}', "spec.queue is immutable"),
+        ('{"spec": {"timeLimits": {"hardSeconds": 9}}}', "spec.timeLimits is immutable"),
+    ],
+)
+def test_spec_edits_without_effect_are_refused(  # type: ignore[no-untyped-def]
+    kubectl, crds, namespace: str, patch: str, message: str
+) -> None:
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=manifest("{task: examples.sleep, args: [1]}", name="frozen"),
+    )
+    proc = kubectl(
+        "patch",
+        "-n",
+        namespace,
+        "backgroundjob",
+        "frozen",
+        "--type=merge",
+        "-p",
+        patch,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr and "submit a new BackgroundJob" in proc.stderr, proc.stderr
+
+
 def test_spec_only_the_operator_can_judge_gets_condition_and_event(
     bgjobs: BgJobs, core: client.CoreV1Api
 ) -> None:

@@ -52,3 +52,28 @@ def test_crds_are_structural_enough() -> None:
         version = crd["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
         assert "bgjobs" in crd["spec"]["names"]["categories"]
+
+
+def test_every_declared_rule_is_in_the_crds_where_it_belongs() -> None:
+    """The CEL in the CRDs is the CEL of bgjobs/api/rules.py, on the node it is declared for
+    (the task template's rules on BackgroundJob.spec and JobSchedule.spec.template alike)."""
+    from bgjobs.api import rules
+    from bgjobs.api.v1alpha1 import BackgroundJobSpec, DeadLetterSpec
+
+    def spec_of(fname: str) -> dict:  # type: ignore[type-arg]
+        crd = yaml.safe_load(crdgen.render()[fname])
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        return schema["properties"]["spec"]  # type: ignore[no-any-return]
+
+    def cel(node: dict) -> list[str]:  # type: ignore[type-arg]
+        return [v["rule"] for v in node.get("x-kubernetes-validations", [])]
+
+    job = spec_of("bgjobs.dev_backgroundjobs.yaml")
+    schedule = spec_of("bgjobs.dev_jobschedules.yaml")
+    dead_letter = spec_of("bgjobs.dev_deadletters.yaml")
+    template = [r.cel for r in rules.TASK_TEMPLATE_RULES]
+    assert cel(job) == template + [r.cel for r in BackgroundJobSpec.transition_rules()]
+    assert cel(schedule["properties"]["template"]) == template
+    assert cel(schedule) == [r.cel for r in rules.SCHEDULE_RULES]
+    assert cel(dead_letter) == [r.cel for r in DeadLetterSpec.transition_rules()]
+    assert schedule["properties"]["schedule"]["maxLength"] <= 100, "bounds the CEL cost"

@@ -1,0 +1,263 @@
+"""Validation rules, each declared once: the CEL rule and the Python check come from it.
+
+The API server runs the CEL rule (``x-kubernetes-validations``) at ``kubectl apply``; the
+pydantic models run the Python check (``check``) when they validate, so the operator, the
+client and the tests refuse exactly what the API server refuses. A rule is built by one of
+the few constructors below from plain data (field paths, an operator, a regular expression),
+and both forms are derived from that data, never written twice.
+
+Regular expressions stay within what Go's RE2 (CEL ``matches``) and Python's ``re`` read
+alike: no look-around, no back-references, flags only as a leading ``(?i)``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+
+from bgjobs.schedule import (
+    CRON_PATTERN,
+    EXPRESSIBLE_INTERVAL_PATTERN,
+    INTERVAL_PREFIX_PATTERN,
+    MACRO_PATTERN,
+    MACROS,
+    TZ_PREFIX_PATTERN,
+)
+
+Node = Mapping[str, Any]
+# What a rule reads: the node's JSON, or the pydantic model holding it (read by attribute,
+# which spares the models a dump on every validation).
+Value = Mapping[str, Any] | BaseModel
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule on one schema node: ``self`` in CEL, the node's JSON in Python."""
+
+    cel: str
+    message: str
+    check: Callable[[Value], bool]
+
+    def schema(self) -> dict[str, str]:
+        return {"rule": self.cel, "message": self.message}
+
+
+@dataclass(frozen=True)
+class TransitionRule:
+    """A rule on updates: ``self`` and ``oldSelf`` in CEL, ``check(old, new)`` in Python."""
+
+    cel: str
+    message: str
+    check: Callable[[Node, Node], bool]
+
+    def schema(self) -> dict[str, str]:
+        return {"rule": self.cel, "message": self.message}
+
+
+def x_validations(rules: Iterable[Rule | TransitionRule]) -> list[dict[str, str]]:
+    return [rule.schema() for rule in rules]
+
+
+def violations(node: Value, rules: Iterable[Rule]) -> list[str]:
+    """The messages of the rules ``node`` breaks, in declaration order."""
+    return [rule.message for rule in rules if not rule.check(node)]
+
+
+def transition_violations(old: Node, new: Node, rules: Iterable[TransitionRule]) -> list[str]:
+    return [rule.message for rule in rules if not rule.check(old, new)]
+
+
+# --- constructors -------------------------------------------------------------------
+
+
+def _cel_string(text: str) -> str:
+    """A CEL string literal (single-quoted, backslashes and quotes escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _lookup(node: Any, path: str) -> Any:
+    """The value at a dotted path; None where any step is absent (CEL's ``!has()``)."""
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def _presence(path: str) -> list[str]:
+    """``a.b`` -> ``[has(self.a), has(self.a.b)]``: CEL needs every step tested."""
+    parts = path.split(".")
+    return [f"has(self.{'.'.join(parts[: i + 1])})" for i in range(len(parts))]
+
+
+_ORDER: Mapping[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le}
+
+
+def ordered(low: str, op: str, high: str, message: str) -> Rule:
+    """``low op high`` where both optional fields are set (dotted paths from ``self``)."""
+    compare = _ORDER[op]
+    guards = list(dict.fromkeys(_presence(low) + _presence(high)))
+    cel = " || ".join([f"!{g}" for g in guards] + [f"self.{low} {op} self.{high}"])
+
+    def check(node: Value) -> bool:
+        a, b = _lookup(node, low), _lookup(node, high)
+        return a is None or b is None or compare(a, b)
+
+    return Rule(cel, message, check)
+
+
+def matches_if(field: str, when: str, must: str, message: str) -> Rule:
+    """A string field that matches ``when`` must also match ``must``."""
+    cel = f"!self.{field}.matches({_cel_string(when)}) || self.{field}.matches({_cel_string(must)})"
+    when_re, must_re = re.compile(when), re.compile(must)
+
+    def check(node: Value) -> bool:
+        value = _lookup(node, field)
+        return value is None or not when_re.search(value) or bool(must_re.search(value))
+
+    return Rule(cel, message, check)
+
+
+def unless_matches(field: str, exempt: str, must: str, message: str) -> Rule:
+    """A string field matches ``must`` unless it matches ``exempt``."""
+    cel = (
+        f"self.{field}.matches({_cel_string(exempt)}) || self.{field}.matches({_cel_string(must)})"
+    )
+    exempt_re, must_re = re.compile(exempt), re.compile(must)
+
+    def check(node: Value) -> bool:
+        value = _lookup(node, field)
+        return value is None or bool(exempt_re.search(value) or must_re.search(value))
+
+    return Rule(cel, message, check)
+
+
+def never_matches(field: str, pattern: str, message: str) -> Rule:
+    cel = f"!self.{field}.matches({_cel_string(pattern)})"
+    compiled = re.compile(pattern)
+
+    def check(node: Value) -> bool:
+        value = _lookup(node, field)
+        return value is None or not compiled.search(value)
+
+    return Rule(cel, message, check)
+
+
+def only_grows(field: str, message: str) -> TransitionRule:
+    def check(old: Node, new: Node) -> bool:
+        return bool(new[field] >= old[field])
+
+    return TransitionRule(f"self.{field} >= oldSelf.{field}", message, check)
+
+
+def stays_true(field: str, message: str) -> TransitionRule:
+    def check(old: Node, new: Node) -> bool:
+        return not old.get(field) or bool(new.get(field))
+
+    return TransitionRule(f"!oldSelf.{field} || self.{field}", message, check)
+
+
+def _cel_visible(annotation: Any) -> bool:
+    """Whether CEL can read a field: a list of schemaless items (``args``) it cannot."""
+    return not (get_origin(annotation) is list and get_args(annotation) == (Any,))
+
+
+def _same(name: str) -> Callable[[Node, Node], bool]:
+    def check(old: Node, new: Node) -> bool:
+        return bool(old.get(name) == new.get(name))
+
+    return check
+
+
+def immutable_fields(
+    model: type[BaseModel], mutable: Iterable[str], kind: str, advice: str
+) -> list[TransitionRule]:
+    """One rule per field of ``model`` outside ``mutable`` (naming it in the message), and a
+    catch-all for what CEL cannot read: the spec equals the old one unless a mutable
+    field changed. (An update that changes a mutable field *and* a field CEL cannot read
+    is the one edit that gets through; the Python check mirrors the CEL exactly.)"""
+    keep = set(mutable)
+    rules: list[TransitionRule] = []
+    for name, field in model.model_fields.items():
+        if name in keep or not _cel_visible(field.annotation):
+            continue
+        optional = field.default is None and not field.is_required()
+        if optional:
+            cel = (
+                f"has(self.{name}) == has(oldSelf.{name}) && "
+                f"(!has(self.{name}) || self.{name} == oldSelf.{name})"
+            )
+        else:
+            cel = f"self.{name} == oldSelf.{name}"
+        rules.append(TransitionRule(cel, f"spec.{name} is immutable; {advice}", _same(name)))
+    changed = " || ".join(f"self.{name} != oldSelf.{name}" for name in sorted(keep))
+    spelled = ", ".join(sorted(keep))
+
+    def unchanged_unless_mutable_changed(old: Node, new: Node) -> bool:
+        return old == new or any(old.get(n) != new.get(n) for n in keep)
+
+    rules.append(
+        TransitionRule(
+            f"self == oldSelf || {changed}",
+            f"a {kind}'s spec cannot change once created, apart from {spelled}; {advice}",
+            unchanged_unless_mutable_changed,
+        )
+    )
+    return rules
+
+
+# --- the rules of bgjobs.dev/v1alpha1 -----------------------------------------------
+
+# A task template (BackgroundJob.spec, JobSchedule.spec.template).
+SOFT_BEFORE_HARD = ordered(
+    "timeLimits.softSeconds",
+    "<",
+    "timeLimits.hardSeconds",
+    "timeLimits.softSeconds must be less than timeLimits.hardSeconds",
+)
+HARD_WITHIN_DEADLINE = ordered(
+    "timeLimits.hardSeconds",
+    "<=",
+    "activeDeadlineSeconds",
+    "timeLimits.hardSeconds must not exceed activeDeadlineSeconds (the whole job's deadline)",
+)
+TASK_TEMPLATE_RULES: tuple[Rule, ...] = (SOFT_BEFORE_HARD, HARD_WITHIN_DEADLINE)
+
+# JobSchedule.spec.schedule: the patterns come from bgjobs.schedule, which parses schedules
+# for the operator, so the API server and the operator read a schedule alike.
+NO_TIME_ZONE_PREFIX = never_matches(
+    "schedule", TZ_PREFIX_PATTERN, "put the time zone in spec.timeZone, not in the schedule"
+)
+KNOWN_MACRO = matches_if(
+    "schedule",
+    r"^\s*@",
+    MACRO_PATTERN,
+    f"unknown macro; use one of {', '.join(MACROS)}",
+)
+EXPRESSIBLE_INTERVAL = matches_if(
+    "schedule",
+    INTERVAL_PREFIX_PATTERN,
+    EXPRESSIBLE_INTERVAL_PATTERN,
+    "this interval cannot be expressed as a cron schedule: write every <N><unit> (unit s, m, "
+    "h or d) that divides an hour or a day evenly (e.g. every 15m, every 2h, every 1d), or "
+    "a cron expression",
+)
+CRON_FIELDS = unless_matches(
+    "schedule",
+    r"(?i)^\s*(@|every|(CRON_)?TZ=)",  # macros, intervals, time zones: the rules above
+    CRON_PATTERN,
+    "a cron schedule has 5 fields: minute (0-59), hour (0-23), day of month (1-31), month "
+    "(1-12 or JAN-DEC) and day of week (0-7 or SUN-SAT), each *, a value, a range a-b, a list "
+    "a,b or any of these with a step /n",
+)
+SCHEDULE_RULES: tuple[Rule, ...] = (
+    NO_TIME_ZONE_PREFIX,
+    KNOWN_MACRO,
+    EXPRESSIBLE_INTERVAL,
+    CRON_FIELDS,
+)
