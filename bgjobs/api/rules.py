@@ -16,7 +16,8 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -148,6 +149,31 @@ def never_matches(field: str, pattern: str, message: str) -> Rule:
     return Rule(cel, message, check)
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, list | dict | Mapping) and not value)
+
+
+def excludes(field: str, others: Iterable[str], message: str) -> Rule:
+    """When ``field`` is set, each of ``others`` (lists or maps) is absent or empty."""
+    names = list(others)
+    empty = " && ".join(f"(!has(self.{o}) || self.{o}.size() == 0)" for o in names)
+    cel = f"!has(self.{field}) || ({empty})"
+
+    def check(node: Value) -> bool:
+        return _lookup(node, field) is None or all(_empty(_lookup(node, o)) for o in names)
+
+    return Rule(cel, message, check)
+
+
+def requires(field: str, needed: str, message: str) -> Rule:
+    """``field`` may be set only together with ``needed``."""
+
+    def check(node: Value) -> bool:
+        return _lookup(node, field) is None or _lookup(node, needed) is not None
+
+    return Rule(f"!has(self.{field}) || has(self.{needed})", message, check)
+
+
 def only_grows(field: str, message: str) -> TransitionRule:
     def check(old: Node, new: Node) -> bool:
         return bool(new[field] >= old[field])
@@ -163,7 +189,10 @@ def stays_true(field: str, message: str) -> TransitionRule:
 
 
 def _cel_visible(annotation: Any) -> bool:
-    """Whether CEL can read a field: a list of schemaless items (``args``) it cannot."""
+    """Whether CEL can read a field: a list of schemaless items (``args``, ``items``,
+    optional or not) it cannot."""
+    if get_origin(annotation) in (Union, UnionType):
+        return all(_cel_visible(a) for a in get_args(annotation) if a is not type(None))
     return not (get_origin(annotation) is list and get_args(annotation) == (Any,))
 
 
@@ -227,6 +256,21 @@ HARD_WITHIN_DEADLINE = ordered(
     "timeLimits.hardSeconds must not exceed activeDeadlineSeconds (the whole job's deadline)",
 )
 TASK_TEMPLATE_RULES: tuple[Rule, ...] = (SOFT_BEFORE_HARD, HARD_WITHIN_DEADLINE)
+
+# A batch (BackgroundJob.spec.items): each item is one call's arguments, so the job's own
+# args and kwargs would be ambiguous; the batch settings mean nothing without items.
+ITEMS_EXCLUDE_ARGS = excludes(
+    "items",
+    ("args", "kwargs"),
+    "spec.items and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
+)
+BATCH_RULES: tuple[Rule, ...] = (
+    ITEMS_EXCLUDE_ARGS,
+    *(
+        requires(name, "items", f"spec.{name} applies to batches only: set spec.items")
+        for name in ("parallelism", "chunkSize", "maxFailedItems")
+    ),
+)
 
 # JobSchedule.spec.schedule: the patterns come from bgjobs.schedule, which parses schedules
 # for the operator, so the API server and the operator read a schedule alike.

@@ -72,7 +72,8 @@ def test_every_declared_rule_is_in_the_crds_where_it_belongs() -> None:
     schedule = spec_of("bgjobs.dev_jobschedules.yaml")
     dead_letter = spec_of("bgjobs.dev_deadletters.yaml")
     template = [r.cel for r in rules.TASK_TEMPLATE_RULES]
-    assert cel(job) == template + [r.cel for r in BackgroundJobSpec.transition_rules()]
+    batch = [r.cel for r in rules.BATCH_RULES]
+    assert cel(job) == template + batch + [r.cel for r in BackgroundJobSpec.transition_rules()]
     assert cel(schedule["properties"]["template"]) == template
     assert cel(schedule) == [r.cel for r in rules.SCHEDULE_RULES]
     assert cel(dead_letter) == [r.cel for r in DeadLetterSpec.transition_rules()]
