@@ -108,3 +108,13 @@ def export(
         "parts": parts,
         "url": f"s3://exports/{ctx.namespace or 'local'}/{ctx.job_name or 'export'}.csv",
     }
+
+
+@task(name="examples.item")
+def item(n: int, fail: bool = False, delay: float = 0.0) -> int:
+    """One item of a batch (an invoice, an email): refuses permanently when told to."""
+    if delay:
+        time.sleep(delay)
+    if fail:
+        raise PermanentError(f"item {n} refused")
+    return n * 2

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from devcluster.cluster import free_port
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
@@ -139,7 +140,8 @@ class OperatorProcess:
             "BGJOBS_TASK_MODULES": "examples.tasks",
             "BGJOBS_METRICS_PORT": str(self.metrics_port),
             "BGJOBS_HEALTH_PORT": str(self.health_port),
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            # The packages of this checkout, ahead of whatever an editable install points at.
+            "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("", "operator", "worker_image")),
             **self.extra_env,
         }
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
