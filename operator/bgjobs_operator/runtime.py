@@ -20,6 +20,7 @@ from bgjobs_operator.kubeapi import Api
 from bgjobs_operator.status import awaits_dead_letter, job_condition
 from bgjobs_operator.store import Store
 from bgjobs_operator.workqueue import WorkQueue
+from bgjobs_worker.batch_keys import BatchCounts
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class Runtime:
     deadletters: Store = field(default_factory=lambda: Store(trim_object))
     # Latest progress per running job, as the progress pump last read it from Redis.
     progress: dict[Key, Progress] = field(default_factory=dict)
+    # Latest item counts per running batch, as the progress pump last read them.
+    batches: dict[Key, BatchCounts] = field(default_factory=dict)
     # Queued Jobs resumed whose update the watch has not delivered yet.
     resumed: set[Key] = field(default_factory=set)
 
