@@ -42,6 +42,8 @@ CONTROLLERS = ",".join(
     ]
 )
 NODE_NAME = "process-node"
+# Where the repository's importable packages live (bgjobs and devcluster at the root).
+REPO_PACKAGES = ("", "operator", "worker_image")
 
 
 @dataclass
@@ -361,7 +363,8 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--node-name={NODE_NAME}",
         ],
         state_dir,
-        env={"PYTHONPATH": str(bins.HERE.parent)},
+        # Pods inherit it: this checkout's packages, whatever an editable install points at.
+        env={"PYTHONPATH": os.pathsep.join(str(bins.HERE.parent / d) for d in REPO_PACKAGES)},
     )
     info = ClusterInfo(
         name=name,

@@ -49,6 +49,21 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class SchemaRule:
+    """A rule CEL cannot state because it reads fields CEL cannot see (schemaless lists
+    such as ``args`` and ``items``, schemaless maps such as ``kwargs``): an OpenAPI value
+    validation (one ``allOf`` entry on the node) in the CRD, the same check in Python. The
+    API server's message for it is generic; ``message`` is what Python says."""
+
+    openapi: dict[str, Any]
+    message: str
+    check: Callable[[Value], bool]
+
+
+AnyRule = Rule | SchemaRule
+
+
+@dataclass(frozen=True)
 class TransitionRule:
     """A rule on updates: ``self`` and ``oldSelf`` in CEL, ``check(old, new)`` in Python."""
 
@@ -60,11 +75,15 @@ class TransitionRule:
         return {"rule": self.cel, "message": self.message}
 
 
-def x_validations(rules: Iterable[Rule | TransitionRule]) -> list[dict[str, str]]:
-    return [rule.schema() for rule in rules]
+def x_validations(rules: Iterable[AnyRule | TransitionRule]) -> list[dict[str, str]]:
+    return [rule.schema() for rule in rules if not isinstance(rule, SchemaRule)]
 
 
-def violations(node: Value, rules: Iterable[Rule]) -> list[str]:
+def all_of(rules: Iterable[AnyRule | TransitionRule]) -> list[dict[str, Any]]:
+    return [rule.openapi for rule in rules if isinstance(rule, SchemaRule)]
+
+
+def violations(node: Value, rules: Iterable[AnyRule]) -> list[str]:
     """The messages of the rules ``node`` breaks, in declaration order."""
     return [rule.message for rule in rules if not rule.check(node)]
 
@@ -153,25 +172,30 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, list | dict | Mapping) and not value)
 
 
-def excludes(field: str, others: Iterable[str], message: str) -> Rule:
-    """When ``field`` is set, each of ``others`` (lists or maps) is absent or empty."""
-    names = list(others)
-    empty = " && ".join(f"(!has(self.{o}) || self.{o}.size() == 0)" for o in names)
-    cel = f"!has(self.{field}) || ({empty})"
+def excludes(field: str, lists: Iterable[str], maps: Iterable[str], message: str) -> SchemaRule:
+    """When ``field`` is set, each of ``lists`` and ``maps`` is absent or empty."""
+    lists, maps = list(lists), list(maps)
+    both = [{"required": [field, o], "properties": {o: {"minItems": 1}}} for o in lists] + [
+        {"required": [field, o], "properties": {o: {"minProperties": 1}}} for o in maps
+    ]
 
     def check(node: Value) -> bool:
-        return _lookup(node, field) is None or all(_empty(_lookup(node, o)) for o in names)
+        return _lookup(node, field) is None or all(
+            _empty(_lookup(node, o)) for o in [*lists, *maps]
+        )
 
-    return Rule(cel, message, check)
+    return SchemaRule({"not": {"anyOf": both}}, message, check)
 
 
-def requires(field: str, needed: str, message: str) -> Rule:
+def requires(field: str, needed: str, message: str) -> SchemaRule:
     """``field`` may be set only together with ``needed``."""
 
     def check(node: Value) -> bool:
         return _lookup(node, field) is None or _lookup(node, needed) is not None
 
-    return Rule(f"!has(self.{field}) || has(self.{needed})", message, check)
+    return SchemaRule(
+        {"anyOf": [{"required": [needed]}, {"not": {"required": [field]}}]}, message, check
+    )
 
 
 def only_grows(field: str, message: str) -> TransitionRule:
@@ -261,10 +285,12 @@ TASK_TEMPLATE_RULES: tuple[Rule, ...] = (SOFT_BEFORE_HARD, HARD_WITHIN_DEADLINE)
 # args and kwargs would be ambiguous; the batch settings mean nothing without items.
 ITEMS_EXCLUDE_ARGS = excludes(
     "items",
-    ("args", "kwargs"),
+    ("args",),
+    ("kwargs",),
     "spec.items and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
 )
-BATCH_RULES: tuple[Rule, ...] = (
+# CEL cannot see spec.items at all (a list of schemaless values), so these are OpenAPI.
+BATCH_RULES: tuple[SchemaRule, ...] = (
     ITEMS_EXCLUDE_ARGS,
     *(
         requires(name, "items", f"spec.{name} applies to batches only: set spec.items")

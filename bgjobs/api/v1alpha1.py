@@ -18,8 +18,9 @@ from bgjobs.api.rules import (
     BATCH_RULES,
     SCHEDULE_RULES,
     TASK_TEMPLATE_RULES,
-    Rule,
+    AnyRule,
     TransitionRule,
+    all_of,
     immutable_fields,
     only_grows,
     stays_true,
@@ -52,9 +53,11 @@ def _cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     """The model's rules as the schema node's CEL rules (pydantic calls this per model)."""
     if not issubclass(cls, Model):
         return
-    declared: list[Rule | TransitionRule] = [*cls.rules(), *cls.transition_rules()]
-    if declared:
-        schema["x-kubernetes-validations"] = x_validations(declared)
+    declared: list[AnyRule | TransitionRule] = [*cls.rules(), *cls.transition_rules()]
+    if cel := x_validations(declared):
+        schema["x-kubernetes-validations"] = cel
+    if openapi := all_of(declared):
+        schema["allOf"] = openapi
 
 
 class Model(BaseModel):
@@ -66,7 +69,7 @@ class Model(BaseModel):
     )
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         """Rules on this node: CEL in the CRD, checked in Python by validation."""
         return ()
 
@@ -215,7 +218,7 @@ class TaskTemplate(Model):
     """A critical job that is dead-lettered raises an alert (metric and webhook)."""
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         return TASK_TEMPLATE_RULES
 
 
@@ -255,7 +258,7 @@ class BackgroundJobSpec(TaskTemplate):
         return items
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         return (*TASK_TEMPLATE_RULES, *BATCH_RULES)
 
     @property
@@ -435,7 +438,7 @@ class JobScheduleSpec(Model):
     """The task each run executes, with the same fields as a BackgroundJob spec."""
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         return SCHEDULE_RULES
 
 
