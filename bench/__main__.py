@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import latency, memory, progress, report, sizes, throughput, worker, writes
+from bench import batches, latency, memory, progress, report, sizes, throughput, worker, writes
 from bench.cluster import ROOT, setup, teardown
 from bench.report import Headline, Section
 
@@ -33,6 +33,7 @@ SECTIONS: dict[str, ModuleType] = {
     "progress": progress,
     "memory": memory,
     "worker": worker,
+    "batches": batches,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -41,6 +42,7 @@ TITLES = {
     "progress": "4. Progress",
     "memory": "5. Memory and start-up",
     "worker": "6. Worker overhead",
+    "batches": "7. Batches",
 }
 
 

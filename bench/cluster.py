@@ -69,7 +69,7 @@ class Bench:
         return {
             **os.environ,
             "KUBECONFIG": self.info.kubeconfig,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in cluster.REPO_PACKAGES),
             "DEVCLUSTER_ID": str(self.state),
             "BGJOBS_REDIS_URL": self.redis.url,
             "BGJOBS_TASK_MODULES": TASK_MODULES,
