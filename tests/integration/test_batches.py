@@ -3,12 +3,16 @@ items in a real redis-server, the real operator's counts, DeadLetter and replay.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.integration.support import BgJobs, wait_for
+from bgjobs_worker.batch_keys import BatchKeys
+from tests.integration.support import BgJobs, RedisServer, wait_for
 
 
 def pods_of(core: client.CoreV1Api, ns: str, job: str) -> list[Any]:
@@ -89,3 +93,94 @@ def test_items_and_args_are_refused_together_at_apply(bgjobs: BgJobs) -> None:
         bgjobs.submit("single", "examples.noop", parallelism=2)
     assert refused.value.status == 422
     submit_batch(bgjobs, "fine", [[1]], args=[], kwargs={})
+
+
+def worker_pids(namespace: str, job: str) -> dict[str, int]:
+    """pod name -> pid of the worker process of each running pod of a Job (from the
+    environment the process node gives it)."""
+    from pathlib import Path
+
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = dict(
+                kv.split("=", 1)
+                for kv in (entry / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in kv
+            )
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            env.get("BGJOBS_NAMESPACE") == namespace
+            and env.get("BGJOBS_JOB_NAME") == job
+            and b"bgjobs-worker" in cmdline
+        ):
+            found[env.get("BGJOBS_POD_NAME", "")] = int(entry.name)
+    return found
+
+
+def batch_counts(redis_server: RedisServer, bgjobs: BgJobs, name: str) -> dict[str, int]:
+    import redis
+
+    uid = bgjobs.get(name)["metadata"]["uid"]
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = BatchKeys.of(bgjobs.namespace, uid)
+    counts = {k: int(v) for k, v in client.hgetall(keys.counts).items()}
+    counts["pending"] = int(client.llen(keys.pending))
+    client.close()
+    return counts
+
+
+def test_a_pod_killed_mid_batch_loses_no_item_and_counts_none_twice(bgjobs: BgJobs) -> None:
+    items = [{"n": i, "delay": 0.3} for i in range(40)]
+    lease = [{"name": "BGJOBS_LEASE_SECONDS", "value": "3"}]
+    submit_batch(bgjobs, "killed", items, parallelism=2, chunkSize=2, env=lease)
+    wait_for(
+        lambda: (
+            (bgjobs.status("killed").get("batch") or {}).get("succeeded", 0) >= 4
+            and len(worker_pids(bgjobs.namespace, "killed")) == 2
+        ),
+        timeout=90,
+        what="both pods working",
+    )
+    _pod, pid = sorted(worker_pids(bgjobs.namespace, "killed").items())[0]
+    os.kill(pid, signal.SIGKILL)
+    st = bgjobs.wait_phase("killed", timeout=180)
+    assert st["phase"] == "Succeeded", st
+    b = st["batch"]
+    assert (b["total"], b["succeeded"], b["failed"]) == (40, 40, 0)
+    # The killed pod's leased items (at most a chunk) ran again elsewhere.
+    assert 40 <= b["executions"] <= 42, b
+
+
+def test_cancel_mid_batch_starts_no_new_items(bgjobs: BgJobs, redis_server: RedisServer) -> None:
+    items = [{"n": i, "delay": 0.3} for i in range(60)]
+    submit_batch(bgjobs, "stopped", items, parallelism=2, chunkSize=2)
+    wait_for(
+        lambda: (bgjobs.status("stopped").get("batch") or {}).get("succeeded", 0) >= 4,
+        timeout=90,
+        what="items succeeding",
+    )
+    bgjobs.patch("stopped", {"spec": {"cancel": True}})
+    assert bgjobs.wait_phase("stopped", timeout=60)["phase"] == "Cancelled"
+    wait_for(lambda: not worker_pids(bgjobs.namespace, "stopped"), timeout=60, what="workers gone")
+    after = batch_counts(redis_server, bgjobs, "stopped")
+    time.sleep(2)
+    assert batch_counts(redis_server, bgjobs, "stopped") == after, "nothing runs after cancel"
+    assert after["pending"] > 0 and after["succeeded"] < 60
+
+
+def test_max_failed_items_fails_the_batch_early(bgjobs: BgJobs) -> None:
+    items = [{"n": i, "fail": True} for i in range(30)]
+    submit_batch(bgjobs, "early", items, parallelism=1, chunkSize=1, maxFailedItems=2)
+    st = bgjobs.wait_phase("early", timeout=120)
+    assert st["phase"] == "Failed", st
+    assert st["batch"]["failed"] == 3 and st["batch"]["succeeded"] == 0
+    assert st["error"]["reason"] == "PodFailurePolicy"
+    assert "27 not run" in st["error"]["message"]
+    (dl,) = dead_letters_of(bgjobs, "early")
+    assert dl["spec"]["failedItemsCount"] == 30, "the replay runs failed and unrun items"
+    assert len(dl["spec"]["originalSpec"]["items"]) == 30
