@@ -80,7 +80,7 @@ def test_a_batch_whose_items_all_succeed_succeeds(bgjobs: BgJobs) -> None:
     st = bgjobs.wait_phase("emails", timeout=120)
     assert st["phase"] == "Succeeded", st
     assert (st["batch"]["total"], st["batch"]["succeeded"], st["batch"]["failed"]) == (30, 30, 0)
-    assert st["resultRef"].endswith(":batch:outcomes")
+    assert st["batch"]["outcomesKey"].endswith(":batch:outcomes")
 
 
 def test_items_and_args_are_refused_together_at_apply(bgjobs: BgJobs) -> None:
@@ -184,3 +184,20 @@ def test_max_failed_items_fails_the_batch_early(bgjobs: BgJobs) -> None:
     (dl,) = dead_letters_of(bgjobs, "early")
     assert dl["spec"]["failedItemsCount"] == 30, "the replay runs failed and unrun items"
     assert len(dl["spec"]["originalSpec"]["items"]) == 30
+
+
+def test_client_map_runs_a_batch_and_reads_item_outcomes(
+    bgjobs: BgJobs, api_client: client.ApiClient, redis_server: RedisServer
+) -> None:
+    import redis
+
+    from bgjobs.client import Client
+
+    jobs = Client(
+        bgjobs.namespace, api_client=api_client, redis=redis.Redis.from_url(redis_server.url)
+    )
+    handle = jobs.map("examples.add", [(i, 1) for i in range(20)], parallelism=2)
+    view = handle.wait(timeout=120)
+    assert view.succeeded and view.batch["succeeded"] == 20
+    assert jobs.item_outcome(handle.name, 7) == {"status": "SUCCESS", "result": 8, "attempts": 1}
+    assert jobs.item_outcome(handle.name, 99) is None

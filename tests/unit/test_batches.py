@@ -128,7 +128,8 @@ def test_a_batch_whose_items_all_succeeded_succeeds() -> None:
     assert decision.status is not None
     assert decision.status["phase"] == "Succeeded"
     assert decision.status["batch"]["ratePerSecond"] == 10.0  # 50 items in 5 s
-    assert decision.status["resultRef"] == "bgjobs:ns:bj-uid:batch:outcomes"
+    assert "resultRef" not in decision.status and "result" not in decision.status
+    assert decision.status["batch"]["outcomesKey"] == "bgjobs:ns:bj-uid:batch:outcomes"
     assert not any(isinstance(a, CreateObject) for a in decision.actions)
 
 

@@ -134,3 +134,19 @@ def test_arguments_must_be_json() -> None:
 def test_time_limits_must_be_positive() -> None:
     with pytest.raises(InvalidSpec, match="positive"):
         build_background_job("t", name="t", time_limit=0)
+
+
+def test_a_map_submission_is_a_batch_the_api_accepts() -> None:
+    body = build_background_job(
+        "billing.invoice",
+        name="billing-invoice-abcde",
+        items=[(1, "eur"), {"subscription_id": 2}, 3],
+        parallelism=4,
+        chunk_size=10,
+        max_failed_items=0,
+    )
+    spec = body["spec"]
+    assert spec["items"] == [[1, "eur"], {"subscription_id": 2}, [3]]
+    assert (spec["parallelism"], spec["chunkSize"], spec["maxFailedItems"]) == (4, 10, 0)
+    assert spec["args"] == [] and spec["kwargs"] == {}
+    BackgroundJob.model_validate(body)

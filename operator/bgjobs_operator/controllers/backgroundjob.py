@@ -324,7 +324,8 @@ def _batch_status(
             ),
         )
     elif finished and desired.phase == Phase.SUCCEEDED:
-        update.update(result=None, resultRef=outcomes_key)
+        # Results are per item, in the outcomes hash (status.batch.outcomesKey).
+        update.update(result=None, resultRef=None)
     return desired.model_copy(update=update)
 
 
