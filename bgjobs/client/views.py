@@ -142,6 +142,11 @@ class JobView:
 
     @property
     def percent(self) -> float | None:
+        """Progress in percent; for a batch, items finished (succeeded or failed)."""
+        total = self.batch.get("total")
+        if total:
+            done = int(self.batch.get("succeeded") or 0) + int(self.batch.get("failed") or 0)
+            return 100.0 * done / total
         return percent_of(self.progress)
 
     @property
