@@ -11,7 +11,7 @@ failed items once, when the Job has finished.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bgjobs.api.v1alpha1 import BatchStatus, FailedItem, JobError
@@ -105,10 +105,14 @@ def _seconds(start: str | None, end: datetime) -> float | None:
     return (end - began).total_seconds()
 
 
-def batch_status(
-    counts: BatchCounts, outcomes_key: str, start: str | None, now: datetime
-) -> BatchStatus:
-    elapsed = _seconds(start, now)
+def batch_status(counts: BatchCounts, outcomes_key: str, start: str | None) -> BatchStatus:
+    """The rate is items done over the time from the Job's start to the last recording
+    (Redis time): a function of what was observed, never of the clock, so re-deriving the
+    status without new counts writes nothing."""
+    last = (
+        datetime.fromtimestamp(counts.updated_at_ms / 1000, UTC) if counts.updated_at_ms else None
+    )
+    elapsed = _seconds(start, last) if last else None
     rate = round(counts.done / elapsed, 1) if elapsed and elapsed > 0 else None
     return BatchStatus(
         total=counts.total,

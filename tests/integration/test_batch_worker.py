@@ -68,7 +68,9 @@ def start(
 
 
 def counts(rds: redis.Redis, keys: BatchKeys) -> dict[str, int]:
-    return {k: int(v) for k, v in rds.hgetall(keys.counts).items()}
+    raw = rds.hgetall(keys.counts)
+    assert int(raw.pop("updatedAt", 0)) or not int(raw.get("executions", 0))
+    return {k: int(v) for k, v in raw.items()}
 
 
 def test_two_workers_drain_a_batch_recording_each_outcome_once(

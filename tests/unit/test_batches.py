@@ -20,6 +20,7 @@ from bgjobs_operator.jobspec import InvalidSpec, build_job, chunk_size, items_js
 from bgjobs_worker.batch_keys import BatchCounts
 
 NOW = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
+T0 = int(datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp() * 1000)  # the Job's start
 CONFIG = OperatorConfig(default_image="w:1", redis_url="redis://r:6379/0")
 ITEMS = [{"n": i} for i in range(50)]
 
@@ -106,7 +107,9 @@ def test_a_batch_without_redis_is_invalid() -> None:
 
 
 def test_a_running_batch_shows_counts_and_rate() -> None:
-    counts = BatchCounts(total=50, succeeded=18, failed=2, executions=21, running=4)
+    counts = BatchCounts(
+        total=50, succeeded=18, failed=2, executions=21, running=4, updated_at_ms=T0 + 10_000
+    )
     decision = backgroundjob.decide(Observed(batch(), job(), batch=counts), NOW, CONFIG)
     assert decision.status is not None
     assert decision.status["batch"] == {
@@ -119,10 +122,17 @@ def test_a_running_batch_shows_counts_and_rate() -> None:
         "outcomesKey": "bgjobs:ns:bj-uid:batch:outcomes",
     }
     assert decision.status["phase"] == "Running"
+    # The same counts later (a resync, the watch event of this very write) write nothing:
+    # the rate comes from the last recording's time, not the clock.
+    body = batch()
+    body["status"] = decision.status
+    later = datetime(2026, 3, 1, 12, 0, 40, tzinfo=UTC)
+    again = backgroundjob.decide(Observed(body, job(), batch=counts), later, CONFIG)
+    assert again.status is None
 
 
 def test_a_batch_whose_items_all_succeeded_succeeds() -> None:
-    counts = BatchCounts(total=50, succeeded=50, executions=50)
+    counts = BatchCounts(total=50, succeeded=50, executions=50, updated_at_ms=T0 + 5000)
     obs = Observed(batch(), job("Complete"), batch=counts, batch_result=BatchResult(counts))
     decision = backgroundjob.decide(obs, NOW, CONFIG)
     assert decision.status is not None

@@ -21,7 +21,8 @@ key (prefix ``bgjobs:{ns}:{bj_uid}:batch:``)  content
 ``failed``                       list    indexes of failed items, in the order recorded
 ``counts``                       hash    ``total``, ``succeeded``, ``failed`` (outcomes
                                          recorded), ``executions`` (calls made, re-runs
-                                         included)
+                                         included), ``updatedAt`` (Redis server time of
+                                         the last recording, ms since the epoch)
 ===============================  ======  ==================================================
 
 Every key expires ``batch_ttl(result_ttl)`` seconds after the last write to it (at least
@@ -142,6 +143,8 @@ end
 local s = redis.call('HINCRBY', KEYS[4], 'succeeded', ok)
 local f = redis.call('HINCRBY', KEYS[4], 'failed', bad)
 redis.call('HINCRBY', KEYS[4], 'executions', tonumber(ARGV[2]))
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[4], 'updatedAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[1]) end
 return {s, f}
 """
@@ -162,6 +165,7 @@ class BatchCounts:
     failed: int = 0
     executions: int = 0
     running: int = 0
+    updated_at_ms: int = 0  # the last recording, Redis server time
 
     @property
     def done(self) -> int:
@@ -190,6 +194,7 @@ def decode_counts(raw: Mapping[Any, Any] | None, leased: Any = 0) -> BatchCounts
         failed=_int(fields.get("failed")),
         executions=_int(fields.get("executions")),
         running=_int(leased),
+        updated_at_ms=_int(fields.get("updatedAt")),
     )
 
 

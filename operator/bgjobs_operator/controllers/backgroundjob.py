@@ -302,13 +302,8 @@ def _batch_status(
         return desired
     start = desired.startTime or (job.get("status") or {}).get("startTime")
     finished = st.job_condition(job) is not None
-    end = now
-    if finished and desired.completionTime:
-        end = datetime.strptime(desired.completionTime, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=now.tzinfo
-        )
     outcomes_key = batches.keys_of(obs.bj).outcomes
-    update: dict[str, Any] = {"batch": batches.batch_status(counts, outcomes_key, start, end)}
+    update: dict[str, Any] = {"batch": batches.batch_status(counts, outcomes_key, start)}
     result = obs.batch_result
     if finished and result is not None and not batches.all_succeeded(result.counts):
         final = st.job_condition(job) or {}
