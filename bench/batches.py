@@ -18,11 +18,12 @@ from bench.kube import (
     warm_up,
     watch_backgroundjobs,
 )
-from bench.report import Headline, Section
+from bench.report import Headline, Section, verdict
 from bench.sizes import Sizes
 from bench.stats import num, secs, table
 
 TASK = "examples.noop"
+TARGET_RATIO = 1.0  # issue 13: batch time <= Celery's, pod start included
 
 
 def _batch(b: Bench, s: Sizes) -> dict[str, Any]:
@@ -112,17 +113,86 @@ def _warm_worker(b: Bench, n: int) -> dict[str, Any]:
     return {"items": n, "seconds": seconds, "exit": int(code), "chunk": settings.chunk_size}
 
 
+def _celery(b: Bench, s: Sizes) -> dict[str, Any]:
+    """Celery on the same redis-server: N no-op tasks, apply_async of each, then every
+    result fetched, a threads pool of the batch's total concurrency (its parallelism)."""
+    import json
+    import os
+    import subprocess
+
+    from bench.cluster import ROOT
+    from bench.worker import _want_celery, bench_venv, ensure_venv
+
+    wanted, why = _want_celery(s)
+    if not wanted:
+        return {"skipped": why}
+    venv = bench_venv()
+    ensure_venv(venv)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DEVCLUSTER_ID": str(b.state),
+        "BENCH_CELERY_URL": b.redis.url.rsplit("/", 1)[0] + "/2",  # same server, own db
+    }
+    log = open(b.log_dir / "bench-celery-batch-worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            str(venv / "bin" / "celery"),
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "--pool=threads",
+            f"--concurrency={s.batch_parallelism}",
+            "--loglevel=WARNING",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        out = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "bench.celery_app", "burst", str(s.batch_items)],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"skipped": f"failed: {type(exc).__name__}: {str(exc)[:300]}"}
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return data
+
+
 def run(b: Bench, s: Sizes) -> dict[str, Any]:
     return {
         "batch": _batch(b, s),
         "per_job": _per_job(b, s),
         "loop": _in_process(s.batch_items),
         "warm": _warm_worker(b, s.batch_items),
+        "celery": _celery(b, s),
     }
 
 
 def _rate(n: int, seconds: float | None) -> float | None:
     return n / seconds if seconds else None
+
+
+def _celery_row(cel: dict[str, Any], concurrency: int) -> list[Any]:
+    label = f"Celery {cel.get('version', '')}, threads pool of {concurrency}, same Redis"
+    if not cel.get("seconds"):
+        return [label, "-", "-", cel.get("skipped", "not measured")]
+    return [label, cel["tasks"], secs(cel["seconds"]), num(cel["tasks"] / cel["seconds"], 0)]
 
 
 def render(r: dict[str, Any]) -> Section:
@@ -148,6 +218,7 @@ def render(r: dict[str, Any]) -> Section:
                 secs(pj["seconds"]),
                 num(job_rate, 1),
             ],
+            _celery_row(r.get("celery") or {}, bt["parallelism"]),
         ],
     )
     warm = r.get("warm") or {}
@@ -183,12 +254,23 @@ def render(r: dict[str, Any]) -> Section:
         f"`Succeeded` (pod start included). **Per-Job path:** {pj['jobs']} BackgroundJobs of "
         f"`{TASK}` created by 8 threads, clock to the last `Succeeded`. **Loop:** "
         f"`examples.tasks.noop.fn()` called {loop['calls']} times in the bench process. "
-        "Celery on the same redis is not measured in this section (see section 6 for its "
-        "per-task round trip)."
+        "**Celery:** Celery in the bench's own virtualenv on the same redis-server (its own "
+        f"database), a worker with `--pool=threads --concurrency={bt['parallelism']}` (the "
+        f"batch's total concurrency) started beforehand; the client calls `apply_async()` "
+        f"for each of {bt['items']} no-op tasks, then fetches every result; the clock runs "
+        "from the first `apply_async` to the last result."
     )
-    targets = (
-        f"No target was set for this section; the batch runs {num(speedup, 0)}x as many "
-        "no-op tasks per second as the per-Job path."
+    cel = r.get("celery") or {}
+    ratio = bt["seconds"] / cel["seconds"] if bt["seconds"] and cel.get("seconds") else None
+    if ratio is not None:
+        targets = (
+            f"Batch time / Celery time for {bt['items']} no-op tasks = {ratio:.2f} (target "
+            f"<= {TARGET_RATIO}, pod start included): {verdict(ratio <= TARGET_RATIO)}. "
+        )
+    else:
+        targets = "Celery not measured: " + str(cel.get("skipped", "no result")) + ". "
+    targets += (
+        f"The batch runs {num(speedup, 0)}x as many no-op tasks per second as the per-Job path."
         if speedup
         else "Not measured: a run did not finish in time."
     )
@@ -201,6 +283,12 @@ def render(r: dict[str, Any]) -> Section:
             Headline(
                 f"batch of {bt['items']} no-op items, {bt['parallelism']} pods: items/s",
                 f"{num(batch_rate, 0)}/s ({secs(bt['seconds'])})",
+            ),
+            Headline(
+                f"batch of {bt['items']}: time / Celery's time (threads pool, same Redis)",
+                f"{secs(bt['seconds'])} / {secs(cel.get('seconds'))} = {num(ratio)}",
+                f"<= {TARGET_RATIO}",
+                verdict(ratio is not None and ratio <= TARGET_RATIO),
             ),
             Headline("per-Job path, no-op: jobs/s", f"{num(job_rate, 1)}/s"),
         ],

@@ -19,8 +19,11 @@ def test_the_batches_section_renders_rates_side_by_side() -> None:
             "per_job": {"jobs": 50, "seconds": 20.0},
             "loop": {"calls": 10000, "seconds": 0.002},
             "warm": {"items": 10000, "seconds": 0.4, "exit": 0, "chunk": 100},
+            "celery": {"version": "5.5.0", "tasks": 10000, "seconds": 8.0},
         }
     )
+    assert "| 1250 |" in section.body
+    assert "= 0.50 (target <= 1.0" in section.targets and "met" in section.targets
     assert "**2500**" in section.body and "| 2.5 |" in section.body
     assert "40.0 µs" in section.body
     assert "1000x" in section.targets
@@ -42,4 +45,4 @@ def test_a_batch_that_did_not_finish_renders_as_not_measured() -> None:
             "loop": {"calls": 10, "seconds": 0.001},
         }
     )
-    assert section.targets.startswith("Not measured")
+    assert "Not measured: a run did not finish" in section.targets
