@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bgjobs.api.v1alpha1 import BatchStatus, FailedItem, JobError
+from bgjobs.api.v1alpha1 import BatchStatus, FailedItem, JobError, Progress
 from bgjobs_operator.conditions import bound
 from bgjobs_worker import batch_keys
 from bgjobs_worker.batch_keys import BatchCounts, BatchKeys
@@ -122,6 +122,17 @@ def batch_status(counts: BatchCounts, outcomes_key: str, start: str | None) -> B
         executions=counts.executions,
         ratePerSecond=rate,
         outcomesKey=outcomes_key,
+    )
+
+
+def items_progress(counts: BatchCounts) -> Progress:
+    total = counts.total
+    return Progress(
+        current=float(counts.done),
+        total=float(total),
+        percent=round(100.0 * counts.done / total, 1) if total else None,
+        stage="items",
+        message=f"{counts.succeeded} succeeded, {counts.failed} failed of {total}",
     )
 
 

@@ -75,12 +75,21 @@ def test_a_batch_with_failing_items_fails_with_exact_counts_and_one_dead_letter(
     assert (rb["total"], rb["succeeded"], rb["failed"], rb["executions"]) == (3, 0, 3, 3)
 
 
-def test_a_batch_whose_items_all_succeed_succeeds(bgjobs: BgJobs) -> None:
-    submit_batch(bgjobs, "emails", [[i] for i in range(30)], parallelism=2)
-    st = bgjobs.wait_phase("emails", timeout=120)
+def test_the_example_batch_succeeds_with_its_item_count_in_kubectl_get(
+    bgjobs: BgJobs, kubectl: Any
+) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "backgroundjob-batch.yaml"
+    kubectl("apply", "-n", bgjobs.namespace, "-f", str(example))
+    st = bgjobs.wait_phase("monthly-invoices", timeout=180)
     assert st["phase"] == "Succeeded", st
-    assert (st["batch"]["total"], st["batch"]["succeeded"], st["batch"]["failed"]) == (30, 30, 0)
-    assert st["batch"]["outcomesKey"].endswith(":batch:outcomes")
+    b = st["batch"]
+    assert (b["total"], b["succeeded"], b["failed"]) == (300, 300, 0)
+    assert b["outcomesKey"].endswith(":batch:outcomes")
+    assert st["progress"]["percent"] == 100
+    row = kubectl("get", "backgroundjobs", "-n", bgjobs.namespace).stdout.splitlines()[1]
+    assert row.split()[:4] == ["monthly-invoices", "examples.item", "Succeeded", "100"]
 
 
 def test_items_and_args_are_refused_together_at_apply(bgjobs: BgJobs) -> None:

@@ -122,6 +122,13 @@ def test_a_running_batch_shows_counts_and_rate() -> None:
         "outcomesKey": "bgjobs:ns:bj-uid:batch:outcomes",
     }
     assert decision.status["phase"] == "Running"
+    assert decision.status["progress"] == {
+        "current": 20.0,
+        "total": 50.0,
+        "percent": 40.0,
+        "stage": "items",
+        "message": "18 succeeded, 2 failed of 50",
+    }
     # The same counts later (a resync, the watch event of this very write) write nothing:
     # the rate comes from the last recording's time, not the clock.
     body = batch()

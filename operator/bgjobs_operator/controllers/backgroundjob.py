@@ -303,7 +303,11 @@ def _batch_status(
     start = desired.startTime or (job.get("status") or {}).get("startTime")
     finished = st.job_condition(job) is not None
     outcomes_key = batches.keys_of(obs.bj).outcomes
-    update: dict[str, Any] = {"batch": batches.batch_status(counts, outcomes_key, start)}
+    update: dict[str, Any] = {
+        "batch": batches.batch_status(counts, outcomes_key, start),
+        # The items as progress too, so `kubectl get` and every progress view show them.
+        "progress": batches.items_progress(counts),
+    }
     result = obs.batch_result
     if finished and result is not None and not batches.all_succeeded(result.counts):
         final = st.job_condition(job) or {}
