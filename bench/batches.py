@@ -101,16 +101,30 @@ def _warm_worker(b: Bench, n: int) -> dict[str, Any]:
     identity = JobIdentity("bench", "warm", str(uuid.uuid4()), "warm-0")
     settings = BatchSettings(batch_id=str(uuid.uuid4()), chunk_size=min(100, max(1, n // 20)))
     keys = batch_keys.BatchKeys.of(identity.namespace, settings.batch_id)
+    before = _redis_memory(client)
     client.eval(batch_keys.SEED, 6, *keys.all(), 3600, *(json.dumps([]) for _ in range(n)))
+    seeded = _redis_memory(client)
     task = get_task(TASK)
     runner = ItemRunner(task, task.policy, 0, identity, settings)
     worker = BatchWorker(client, identity, settings, runner, 3600)
     start = time.perf_counter()
     code = worker.run()
     seconds = time.perf_counter() - start
+    drained = _redis_memory(client)
     client.delete(*keys.all())
     client.close()
-    return {"items": n, "seconds": seconds, "exit": int(code), "chunk": settings.chunk_size}
+    return {
+        "items": n,
+        "seconds": seconds,
+        "exit": int(code),
+        "chunk": settings.chunk_size,
+        "redis_bytes_seeded": seeded - before,
+        "redis_bytes_drained": drained - before,
+    }
+
+
+def _redis_memory(client: Any) -> int:
+    return int(client.info("memory")["used_memory"])
 
 
 def _celery(b: Bench, s: Sizes) -> dict[str, Any]:
@@ -246,6 +260,15 @@ def render(r: dict[str, Any]) -> Section:
             ["plain loop", f"{loop_us:.2f} µs", "the function called in a Python loop"],
         ],
     )
+    if warm.get("redis_bytes_drained") is not None:
+        n = warm["items"]
+        body += (
+            f"\n\nRedis memory per item (`used_memory`, {n} items `[]`): "
+            f"{warm['redis_bytes_seeded'] / n:.0f} bytes once seeded, "
+            f"{warm['redis_bytes_drained'] / n:.0f} bytes once every outcome is recorded "
+            '(item, outcome `{"status": "SUCCESS", "result": null, "attempts": 1}`); '
+            "larger items and results add their JSON size."
+        )
     how = (
         f"Both runs on the bench's devcluster, real worker processes (`bgjobs-worker run`) on "
         f"the process node, the bench's redis-server. **Batch:** one BackgroundJob with "
