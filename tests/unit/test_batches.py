@@ -211,3 +211,60 @@ def test_a_finished_batch_waits_for_redis_rather_than_guess() -> None:
     decision = backgroundjob.decide(obs, NOW, CONFIG)
     assert decision.status is None and decision.actions == []
     assert decision.requeue_after == backgroundjob.BATCH_READ_RETRY_SECONDS
+
+
+class FakePipeline:
+    """What the progress pump asks of redis.asyncio: queued reads, one execute."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.queued: list[Any] = []
+
+    def hgetall(self, key: str) -> None:
+        self.queued.append(self.data.get(key) or {})
+
+    def zcard(self, key: str) -> None:
+        self.queued.append(self.data.get(key, 0))
+
+    async def execute(self) -> list[Any]:
+        replies, self.queued = self.queued, []
+        return replies
+
+
+class FakeRedis:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def pipeline(self, transaction: bool = False) -> FakePipeline:
+        return FakePipeline(self.data)
+
+
+def test_the_pump_turns_many_nudges_into_one_reconcile_per_changed_batch() -> None:
+    import asyncio
+
+    from bgjobs_operator.progress import ProgressPump
+    from bgjobs_operator.runtime import Runtime
+    from bgjobs_operator.workqueue import WorkQueue
+    from tests.unit.fakeapi import FakeApi
+
+    rt = Runtime(config=CONFIG, api=FakeApi())
+    body = batch()
+    rt.backgroundjobs.put(body)
+    rt.jobs.put(job())
+    prefix = "bgjobs:ns:bj-uid:batch:"
+    data: dict[str, Any] = {
+        prefix + "counts": {b"total": b"50", b"succeeded": b"7", b"failed": b"1"},
+        prefix + "leases": 2,
+    }
+    pump = ProgressPump(rt, "redis://unused", 1.0)
+    client = FakeRedis(data)
+    for _ in range(100):  # many pods nudging: one key
+        pump.dirty.add(("ns", "b"))
+    asyncio.run(pump.flush(client))
+    assert rt.batches[("ns", "b")] == BatchCounts(total=50, succeeded=7, failed=1, running=2)
+    assert len(rt.queue) == 1
+    # Nudged again with nothing new: no reconcile, so no status write.
+    rt.queue = WorkQueue()
+    pump.dirty.add(("ns", "b"))
+    asyncio.run(pump.flush(client))
+    assert len(rt.queue) == 0
