@@ -155,3 +155,21 @@ def test_sigterm_gives_leased_items_back(
     assert rds.zcard(keys.leases) == 0
     c = counts(rds, keys)
     assert c["succeeded"] + rds.llen(keys.pending) == 10
+
+
+def test_an_item_past_the_hard_limit_is_failed_and_the_pod_replaced(
+    redis_server: RedisServer, rds: redis.Redis, tmp_path: Path
+) -> None:
+    keys = seed(rds, [{"seconds": 0}, {"seconds": 30}, {"seconds": 0}, {"seconds": 0}])
+    limit = {"BGJOBS_TIME_LIMIT": "0.5", "BGJOBS_CHUNK_SIZE": "4"}
+    first = start(redis_server, keys, "examples.sleep", tmp_path, **limit)
+    out = first.communicate(timeout=60)[0]
+    assert first.returncode == 1, out
+    outcome = json.loads(rds.hget(keys.outcomes, "1") or "")
+    assert outcome["error"]["type"] == "bgjobs_worker.errors.TimeLimitExceeded"
+    assert rds.llen(keys.pending) == 2 and rds.zcard(keys.leases) == 0, "rest given back"
+    replacement = start(redis_server, keys, "examples.sleep", tmp_path, **limit)
+    out = replacement.communicate(timeout=60)[0]
+    assert replacement.returncode == 0, out
+    c = counts(rds, keys)
+    assert (c["total"], c["succeeded"], c["failed"]) == (4, 3, 1)

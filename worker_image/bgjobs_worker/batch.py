@@ -8,7 +8,9 @@ trip. A heartbeat thread keeps this pod's leases alive while it works.
 
 Exit codes: 0 when the batch is drained (every item has an outcome), 3 when more items than
 ``BGJOBS_MAX_FAILED_ITEMS`` failed (the Job's podFailurePolicy fails the Job), 1 when Redis
-stays unreachable, 143 on SIGTERM (leased items not yet run are given back first).
+stays unreachable or an item ran past the hard time limit (that item is recorded failed
+first; the Job replaces the pod), 143 on SIGTERM (leased items not yet run are given back
+first). Time limits are per item, its in-process retries included.
 Redis is required here: without it there are no items.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,8 +38,8 @@ from bgjobs_worker.config import (
     termination_path_from_env,
 )
 from bgjobs_worker.context import JobIdentity, TaskContext, activated
-from bgjobs_worker.errors import ConfigError, ExitCode, WorkerShutdown
-from bgjobs_worker.limits import soft_time_limit
+from bgjobs_worker.errors import ConfigError, ExitCode, TimeLimitExceeded, WorkerShutdown
+from bgjobs_worker.limits import hard_time_limit, soft_time_limit
 from bgjobs_worker.redis_keys import PROGRESS_CHANNEL, progress_notice
 from bgjobs_worker.registry import Task, get_task, import_task_modules
 from bgjobs_worker.retry_policy import RetryPolicy, exit_code_for, qualified_name
@@ -206,8 +209,10 @@ class BatchWorker:
         runner: ItemRunner,
         ttl: int,
         shutdown: ShutdownSignal | None = None,
+        hard_limit: float | None = None,
     ) -> None:
         self.client, self.identity, self.settings = client, identity, settings
+        self.hard_limit = hard_limit  # per item, its in-process retries included
         self.runner, self.ttl, self.shutdown = runner, ttl, shutdown
         self.keys = batch_keys.BatchKeys.of(identity.namespace, settings.batch_id)
         self.lease_script = client.register_script(batch_keys.LEASE)
@@ -269,8 +274,13 @@ class BatchWorker:
             self.leases.held.update(i for i, _ in chunk)
         outcomes: list[ItemOutcome] = []
         try:
-            for index, raw in chunk:
-                outcomes.append(self.runner.run(index, raw))
+            for n, (index, raw) in enumerate(chunk):
+
+                def expired(index: str = index, n: int = n) -> None:
+                    self._hard_limit_hit(index, [i for i, _ in chunk[n + 1 :]], outcomes)
+
+                with hard_time_limit(self.hard_limit, expired):
+                    outcomes.append(self.runner.run(index, raw))
                 self.items_run += 1
         except WorkerShutdown:
             self._give_back([i for i, _ in chunk[len(outcomes) :]], outcomes)
@@ -279,6 +289,18 @@ class BatchWorker:
             with self.leases.lock:
                 self.leases.held.clear()
         return outcomes
+
+    def _hard_limit_hit(self, index: str, unrun: list[str], outcomes: list[ItemOutcome]) -> None:
+        """From the watchdog thread: an item ran past the hard limit, which only ending the
+        process can stop. Record it failed, give the rest of the chunk back, and exit 1 so
+        the Job replaces this pod (one of its index's backoffLimitPerIndex restarts)."""
+        limit = self.hard_limit or 0
+        log.error("item %s exceeded the hard time limit of %gs: ending the process", index, limit)
+        failure = ItemRunner._failure(
+            index, TimeLimitExceeded(f"hard time limit of {limit:g}s exceeded"), 1
+        )
+        self._give_back(unrun, [*outcomes, failure])
+        os._exit(ExitCode.RETRYABLE)
 
     def _give_back(self, unrun: list[str], outcomes: list[ItemOutcome]) -> None:
         """Stopping: record what finished, hand the rest back to other pods at once."""
@@ -340,7 +362,13 @@ def run_batch(env: Mapping[str, str]) -> int:
         )
         client = _connect(url)
         worker = BatchWorker(
-            client, identity, batch, runner, batch_keys.batch_ttl(settings.result_ttl), shutdown
+            client,
+            identity,
+            batch,
+            runner,
+            batch_keys.batch_ttl(settings.result_ttl),
+            shutdown,
+            hard_limit=settings.time_limit or task.time_limit,
         )
         code = worker.run()
         if code == ExitCode.PERMANENT:
