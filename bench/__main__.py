@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from bench import (
+    batches,
     client_choice,
     latency,
     memory,
@@ -46,6 +47,7 @@ SECTIONS: dict[str, ModuleType] = {
     "worker": worker,
     "client": client_choice,
     "workflows": workflows,
+    "batches": batches,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -56,6 +58,7 @@ TITLES = {
     "worker": "6. Worker overhead",
     "client": "7. API client",
     "workflows": "8. Workflow step hand-off",
+    "batches": "9. Batches",
 }
 
 

@@ -5,6 +5,8 @@ bench/worker.py), never in the project's .venv:
 
     celery -A bench.celery_app worker --pool=solo          # the worker
     python -m bench.celery_app 200                         # 200 timed round trips, JSON out
+    python -m bench.celery_app burst 10000                 # section 7: apply_async of each,
+                                                           # then every result fetched
 """
 
 from __future__ import annotations
@@ -48,5 +50,29 @@ def main(count: int) -> None:
     )
 
 
+def burst(count: int) -> None:
+    """Celery's answer to a batch: a message per task, every result fetched."""
+    noop.apply_async().get(timeout=120)  # waits for the worker to be up
+    start = time.time()
+    results = [noop.apply_async() for _ in range(count)]
+    submitted = time.time()
+    for result in results:
+        result.get(timeout=600)
+    done = time.time()
+    print(
+        json.dumps(
+            {
+                "version": celery.__version__,
+                "tasks": count,
+                "submit_seconds": submitted - start,
+                "seconds": done - start,
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    if len(sys.argv) > 2 and sys.argv[1] == "burst":
+        burst(int(sys.argv[2]))
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)

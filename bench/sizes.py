@@ -23,6 +23,9 @@ class Sizes:
     eager_calls: int = 20000  # BENCH_EAGER_CALLS: in-process eager calls
     celery_tasks: int = 200  # BENCH_CELERY_TASKS: Celery round trips
     workflow_handoffs: int = 200  # BENCH_WORKFLOW_HANDOFFS: dependency -> next step
+    batch_items: int = 10000  # BENCH_BATCH_ITEMS: no-op items in one batch
+    batch_parallelism: int = 2  # BENCH_BATCH_PARALLELISM: the batch's pods
+    batch_jobs: int = 50  # BENCH_BATCH_JOBS: per-Job no-op BackgroundJobs to compare with
     # BENCH_CELERY: 1 run (creating the bench venv if needed), 0 skip, if-present (run only
     # when the bench venv exists: the smoke run never installs anything)
     celery: str = "1"
@@ -41,6 +44,8 @@ SMOKE = Sizes(
     celery_tasks=20,
     workflow_handoffs=8,
     celery="if-present",
+    batch_items=200,
+    batch_jobs=3,
 )
 
 

@@ -186,9 +186,23 @@ def progress_text(view: JobView) -> str:
     return f"{bar}  {detail}" if detail else bar
 
 
+def batch_text(batch: dict[str, Any]) -> str:
+    """A batch's bar over its items: ``[####------]  40%  20/50 items, 2 failed, 12.5/s``."""
+    total = int(batch.get("total") or 0)
+    done = int(batch.get("succeeded") or 0) + int(batch.get("failed") or 0)
+    text = f"{progress_bar(done * 100 / total if total else None)}  {done}/{total} items"
+    if batch.get("failed"):
+        text += f", {batch['failed']} failed"
+    if batch.get("ratePerSecond") is not None:
+        text += f", {batch['ratePerSecond']:g}/s"
+    return text
+
+
 def watch_line(view: JobView) -> str:
     parts = [view.name, view.phase]
-    if view.percent is not None or view.progress:
+    if view.batch:
+        parts.append(batch_text(view.batch))
+    elif view.percent is not None or view.progress:
         parts.append(progress_text(view))
     if view.attempts:
         parts.append(f"attempt {view.attempts}")
@@ -197,6 +211,8 @@ def watch_line(view: JobView) -> str:
 
 def final_line(view: JobView) -> str:
     """What ``watch`` prints last: the result, or the error."""
+    if view.succeeded and view.batch:
+        return f"all {view.batch.get('total')} items succeeded"
     if view.succeeded:
         if view.result is None and view.result_ref:
             return f"result: in Redis at {view.result_ref} (too large for status)"
@@ -238,6 +254,15 @@ def describe_job(view: JobView, events: Sequence[dict[str, Any]], now: datetime)
         _field("Phase", view.phase + ("  (cancel requested)" if view.cancel_requested else "")),
         _field("Attempts", view.attempts or None),
         _field("Progress", progress_text(view) if view.progress else None),
+        *(
+            [
+                _field("Items", batch_text(view.batch)),
+                _field("Running", view.batch.get("running"), indent=2),
+                _field("Executions", view.batch.get("executions"), indent=2),
+            ]
+            if view.batch
+            else []
+        ),
         _field("Created", when(view.created)),
         _field("Started", when(view.started)),
         _field("Completed", when(view.completed)),
@@ -245,7 +270,9 @@ def describe_job(view: JobView, events: Sequence[dict[str, Any]], now: datetime)
     ]
     if view.idempotency_key:
         out.append(_field("Idempotency Key", view.idempotency_key))
-    if view.succeeded:
+    if view.succeeded and view.batch:
+        out.append(_field("Results", f"per item, in Redis at {view.batch.get('outcomesKey')}"))
+    elif view.succeeded:
         shown = json.dumps(view.result, ensure_ascii=False)
         out.append(
             _field("Result", f"(in Redis at {view.result_ref})" if view.result_ref else shown)

@@ -42,6 +42,8 @@ CONTROLLERS = ",".join(
     ]
 )
 NODE_NAME = "process-node"
+# Where the repository's importable packages live (bgjobs and devcluster at the root).
+REPO_PACKAGES = ("", "operator", "worker_image")
 
 
 @dataclass

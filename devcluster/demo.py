@@ -26,6 +26,7 @@ EXAMPLES = [
     "backgroundjob-progress.yaml",
     "backgroundjob-flaky.yaml",
     "backgroundjob-deadletter.yaml",
+    "backgroundjob-batch.yaml",
     "jobschedule.yaml",
     "jobworkflow-seed.yaml",
 ]
@@ -151,7 +152,7 @@ class Demo:
 
     def apply_examples(self) -> None:
         say("applying examples/: " + ", ".join(EXAMPLES))
-        for name in ("export-report", "flaky-sync", "bad-input"):
+        for name in ("export-report", "flaky-sync", "bad-input", "monthly-invoices"):
             self.kubectl("delete", "backgroundjob", name, "--ignore-not-found", "--wait=true")
         self.kubectl("delete", "jobworkflow", WORKFLOW, "--ignore-not-found", "--wait=true")
         for name in EXAMPLES:
@@ -168,7 +169,7 @@ class Demo:
 
     def watch(self, timeout: float = 180) -> None:
         say("live progress (kubectl get backgroundjobs, every second)")
-        names = ["export-report", "flaky-sync", "bad-input", "cleanup-now"]
+        names = ["export-report", "flaky-sync", "bad-input", "monthly-invoices", "cleanup-now"]
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -211,6 +212,10 @@ class Demo:
 
 def _summary(name: str, status: dict[str, Any]) -> str:
     phase = status.get("phase", "-")
+    batch = status.get("batch")
+    if batch:  # a batch: its live item count
+        done = int(batch.get("succeeded") or 0) + int(batch.get("failed") or 0)
+        return f"{name}={phase}({done}/{batch.get('total')} items)"
     pct = (status.get("progress") or {}).get("percent")
     return f"{name}={phase}" + (f"({pct:.0f}%)" if pct is not None and phase != "Failed" else "")
 

@@ -174,3 +174,13 @@ def on_failure(failure: dict[str, Any], channel: str = "ops") -> str:
     )
     log.error(message)
     return message
+
+
+@task(name="examples.item")
+def item(n: int, fail: bool = False, delay: float = 0.0) -> int:
+    """One item of a batch (an invoice, an email): refuses permanently when told to."""
+    if delay:
+        time.sleep(delay)
+    if fail:
+        raise PermanentError(f"item {n} refused")
+    return n * 2

@@ -16,7 +16,8 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -49,6 +50,21 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class SchemaRule:
+    """A rule CEL cannot state because it reads fields CEL cannot see (schemaless lists
+    such as ``args`` and ``items``, schemaless maps such as ``kwargs``): an OpenAPI value
+    validation (one ``allOf`` entry on the node) in the CRD, the same check in Python. The
+    API server's message for it is generic; ``message`` is what Python says."""
+
+    openapi: dict[str, Any]
+    message: str
+    check: Callable[[Value], bool]
+
+
+AnyRule = Rule | SchemaRule
+
+
+@dataclass(frozen=True)
 class TransitionRule:
     """A rule on updates: ``self`` and ``oldSelf`` in CEL, ``check(old, new)`` in Python."""
 
@@ -60,11 +76,15 @@ class TransitionRule:
         return {"rule": self.cel, "message": self.message}
 
 
-def x_validations(rules: Iterable[Rule | TransitionRule]) -> list[dict[str, str]]:
-    return [rule.schema() for rule in rules]
+def x_validations(rules: Iterable[AnyRule | TransitionRule]) -> list[dict[str, str]]:
+    return [rule.schema() for rule in rules if not isinstance(rule, SchemaRule)]
 
 
-def violations(node: Value, rules: Iterable[Rule]) -> list[str]:
+def all_of(rules: Iterable[AnyRule | TransitionRule]) -> list[dict[str, Any]]:
+    return [rule.openapi for rule in rules if isinstance(rule, SchemaRule)]
+
+
+def violations(node: Value, rules: Iterable[AnyRule]) -> list[str]:
     """The messages of the rules ``node`` breaks, in declaration order."""
     return [rule.message for rule in rules if not rule.check(node)]
 
@@ -182,6 +202,36 @@ def at_most_one_of(first: str, second: str, message: str) -> Rule:
     return Rule(cel, message, check)
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, list | dict | Mapping) and not value)
+
+
+def excludes(field: str, lists: Iterable[str], maps: Iterable[str], message: str) -> SchemaRule:
+    """When ``field`` is set, each of ``lists`` and ``maps`` is absent or empty."""
+    lists, maps = list(lists), list(maps)
+    both = [{"required": [field, o], "properties": {o: {"minItems": 1}}} for o in lists] + [
+        {"required": [field, o], "properties": {o: {"minProperties": 1}}} for o in maps
+    ]
+
+    def check(node: Value) -> bool:
+        return _lookup(node, field) is None or all(
+            _empty(_lookup(node, o)) for o in [*lists, *maps]
+        )
+
+    return SchemaRule({"not": {"anyOf": both}}, message, check)
+
+
+def requires(field: str, needed: str, message: str) -> SchemaRule:
+    """``field`` may be set only together with ``needed``."""
+
+    def check(node: Value) -> bool:
+        return _lookup(node, field) is None or _lookup(node, needed) is not None
+
+    return SchemaRule(
+        {"anyOf": [{"required": [needed]}, {"not": {"required": [field]}}]}, message, check
+    )
+
+
 def only_grows(field: str, message: str) -> TransitionRule:
     def check(old: Node, new: Node) -> bool:
         return bool(new[field] >= old[field])
@@ -197,7 +247,10 @@ def stays_true(field: str, message: str) -> TransitionRule:
 
 
 def _cel_visible(annotation: Any) -> bool:
-    """Whether CEL can read a field: a list of schemaless items (``args``) it cannot."""
+    """Whether CEL can read a field: a list of schemaless items (``args``, ``items``,
+    optional or not) it cannot."""
+    if get_origin(annotation) in (Union, UnionType):
+        return all(_cel_visible(a) for a in get_args(annotation) if a is not type(None))
     return not (get_origin(annotation) is list and get_args(annotation) == (Any,))
 
 
@@ -261,6 +314,23 @@ HARD_WITHIN_DEADLINE = ordered(
     "timeLimits.hardSeconds must not exceed activeDeadlineSeconds (the whole job's deadline)",
 )
 TASK_TEMPLATE_RULES: tuple[Rule, ...] = (SOFT_BEFORE_HARD, HARD_WITHIN_DEADLINE)
+
+# A batch (BackgroundJob.spec.items): each item is one call's arguments, so the job's own
+# args and kwargs would be ambiguous; the batch settings mean nothing without items.
+ITEMS_EXCLUDE_ARGS = excludes(
+    "items",
+    ("args",),
+    ("kwargs",),
+    "spec.items and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
+)
+# CEL cannot see spec.items at all (a list of schemaless values), so these are OpenAPI.
+BATCH_RULES: tuple[SchemaRule, ...] = (
+    ITEMS_EXCLUDE_ARGS,
+    *(
+        requires(name, "items", f"spec.{name} applies to batches only: set spec.items")
+        for name in ("parallelism", "chunkSize", "maxFailedItems")
+    ),
+)
 
 # JobSchedule.spec.schedule: the patterns come from bgjobs.schedule, which parses schedules
 # for the operator, so the API server and the operator read a schedule alike.

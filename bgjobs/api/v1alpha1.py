@@ -18,13 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bgjobs.api.dag import find_cycle
 from bgjobs.api.rules import (
     BACKGROUND_JOB_RULES,
+    BATCH_RULES,
     JOB_QUEUE_RULES,
     RATE_LIMIT_PATTERN,
     SCHEDULE_RULES,
     TASK_TEMPLATE_RULES,
     WORKFLOW_RULES,
+    AnyRule,
     Rule,
     TransitionRule,
+    all_of,
     immutable_fields,
     only_grows,
     stays_true,
@@ -46,15 +49,23 @@ MAX_SCHEDULE_NAME = 52
 # Args and kwargs travel to the worker in environment variables; keep them small (large
 # inputs belong in object storage, passed by reference).
 MAX_ARGS = 64
+# A batch's inline items live in etcd with the BackgroundJob (and once more in its
+# DeadLetter, failed items only): the count is bounded here, their JSON size by the
+# operator's --max-items-bytes (default 1 MiB, under etcd's 1.5 MiB request limit).
+MAX_ITEMS = 10_000
+MAX_PARALLELISM = 100
+MAX_CHUNK_SIZE = 1000
 
 
 def _cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     """The model's rules as the schema node's CEL rules (pydantic calls this per model)."""
     if not issubclass(cls, Model):
         return
-    declared: list[Rule | TransitionRule] = [*cls.rules(), *cls.transition_rules()]
-    if declared:
-        schema["x-kubernetes-validations"] = x_validations(declared)
+    declared: list[AnyRule | TransitionRule] = [*cls.rules(), *cls.transition_rules()]
+    if cel := x_validations(declared):
+        schema["x-kubernetes-validations"] = cel
+    if openapi := all_of(declared):
+        schema["allOf"] = openapi
 
 
 class Model(BaseModel):
@@ -66,7 +77,7 @@ class Model(BaseModel):
     )
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         """Rules on this node: CEL in the CRD, checked in Python by validation."""
         return ()
 
@@ -216,7 +227,7 @@ class TaskTemplate(Model):
     """A critical job that is dead-lettered raises an alert (metric and webhook)."""
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         return TASK_TEMPLATE_RULES
 
 
@@ -228,7 +239,8 @@ MUTABLE_JOB_FIELDS = ("cancel", "priority")
 
 
 class BackgroundJobSpec(TaskTemplate):
-    """One run of a task, executed as a batch/v1 Job."""
+    """One run of a task, executed as a batch/v1 Job; with items, a batch: the task is
+    called once per item by warm workers (one Indexed Job)."""
 
     cancel: bool = False
     """Set to true to stop the job: its pods are killed and it ends Cancelled."""
@@ -252,9 +264,42 @@ class BackgroundJobSpec(TaskTemplate):
                 raise ValueError("startAt needs a time zone (e.g. 2026-03-01T12:00:00Z)")
         return value
 
+    items: list[Any] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ITEMS,
+        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+    )
+    """A batch: one task call per item, each item a list (positional arguments) or an
+    object (keyword arguments). At most 10,000 items and --max-items-bytes of JSON
+    (default 1 MiB). Exclusive with args and kwargs."""
+    parallelism: int | None = Field(None, ge=1, le=MAX_PARALLELISM)
+    """Batches: worker pods running items at once (default 1)."""
+    chunkSize: int | None = Field(None, ge=1, le=MAX_CHUNK_SIZE)
+    """Batches: items a worker leases per Redis round trip (default: the batch spread in
+    about 20 chunks per pod, between 1 and 100)."""
+    maxFailedItems: int | None = Field(None, ge=0)
+    """Batches: fail the batch early once more items than this have failed (default: run
+    every item)."""
+
+    @field_validator("items")
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
-        return BACKGROUND_JOB_RULES
+    def _items_are_calls(cls, items: list[Any] | None) -> list[Any] | None:
+        for index, item in enumerate(items or ()):
+            if not isinstance(item, list | dict):
+                raise ValueError(
+                    f"items[{index}] must be a list (args) or an object (kwargs), "
+                    f"not {type(item).__name__}"
+                )
+        return items
+
+    @classmethod
+    def rules(cls) -> tuple[AnyRule, ...]:
+        return (*BACKGROUND_JOB_RULES, *BATCH_RULES)
+
+    @property
+    def is_batch(self) -> bool:
+        return self.items is not None
 
     @classmethod
     def transition_rules(cls) -> tuple[TransitionRule, ...]:
@@ -283,6 +328,25 @@ class Progress(Model):
     """Free-form message."""
     updatedAt: str | None = None
     """When the worker reported it (RFC 3339)."""
+
+
+class BatchStatus(Model):
+    """Item counts of a batch (coalesced to one status write per second)."""
+
+    total: int = 0
+    """Items in the batch."""
+    succeeded: int = 0
+    """Items whose call returned."""
+    failed: int = 0
+    """Items that failed permanently or ran out of retries."""
+    running: int | None = None
+    """Items leased by a worker right now."""
+    executions: int | None = None
+    """Calls made, retries and re-runs after a lost lease included (at-least-once)."""
+    ratePerSecond: float | None = None
+    """Items finished per second since the batch started."""
+    outcomesKey: str | None = None
+    """Redis hash holding every item's outcome by index (kept for the result TTL)."""
 
 
 class JobError(Model):
@@ -335,6 +399,8 @@ class BackgroundJobStatus(Model):
     """Attempts started so far."""
     progress: Progress | None = None
     """Latest reported progress."""
+    batch: BatchStatus | None = None
+    """Batches: items done, failed and total, and the rate."""
     result: Any = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     """The task's return value when small (see resultRef otherwise)."""
     resultRef: str | None = None
@@ -408,7 +474,7 @@ class JobScheduleSpec(Model):
     """The task each run executes, with the same fields as a BackgroundJob spec."""
 
     @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
+    def rules(cls) -> tuple[AnyRule, ...]:
         return SCHEDULE_RULES
 
 
@@ -458,6 +524,19 @@ class JobSchedule(Model):
 # --- DeadLetter ----------------------------------------------------------------------
 
 
+class FailedItem(Model):
+    """One failed item of a batch."""
+
+    index: int
+    """Its index in spec.items of the failed BackgroundJob."""
+    item: Any = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """Its arguments."""
+    error: JobError | None = None
+    """Its final error."""
+    attempts: int | None = None
+    """Calls made for it."""
+
+
 class DeadLetterSpec(Model):
     """A job that finally failed, with everything needed to understand and replay it."""
 
@@ -496,6 +575,13 @@ class DeadLetterSpec(Model):
     """The JobWorkflow the failed job was a step of, if any."""
     workflowStep: str | None = None
     """The step of that workflow."""
+    failedItems: list[FailedItem] = Field(default_factory=list, max_length=100)
+    """Batches: the first failed items with their errors (all of them are replayed; the
+    full list is in Redis, failedItemsKey)."""
+    failedItemsCount: int | None = None
+    """Batches: items not succeeded (failed, or never run when the batch stopped early)."""
+    failedItemsKey: str | None = None
+    """Batches: the Redis list of every failed item's index (outcomes in outcomesKey)."""
     replays: int = Field(0, ge=0, le=100)
     """Replays requested. Raise it by one (kubectl bgjobs replay) to run the task again:
     each increment creates one new BackgroundJob named <deadletter>-r<N>."""

@@ -80,6 +80,11 @@ class AsyncClient:
         handle = await self._run(self.sync.submit_call, task, args, kwargs, **options)
         return AsyncJobHandle(self, handle.submitted, handle.created)
 
+    async def map(self, task: str, items: Sequence[Any], **options: Any) -> AsyncJobHandle:
+        """``Client.map``: one batch running ``task`` once per item."""
+        handle = await self._run(self.sync.map, task, items, **options)
+        return AsyncJobHandle(self, handle.submitted, handle.created)
+
     async def get(self, name: str) -> JobView:
         return await self._run(self.sync.get, name)
 

@@ -85,6 +85,16 @@ def _json_value(what: str, value: Any) -> Any:
         raise InvalidSpec(f"{what} must be JSON-serializable: {exc}") from None
 
 
+def _item(item: Any) -> Any:
+    """A batch item as the spec holds it: a tuple is positional arguments like a list, a
+    mapping keyword arguments; a bare value is one positional argument (Celery's map)."""
+    if isinstance(item, Mapping):
+        return dict(item)
+    if isinstance(item, list | tuple):
+        return list(item)
+    return [item]
+
+
 def build_background_job(
     task: str,
     args: Sequence[Any] = (),
@@ -106,6 +116,10 @@ def build_background_job(
     priority: int | None = None,
     countdown: float | timedelta | None = None,
     eta: datetime | None = None,
+    items: Sequence[Any] | None = None,
+    parallelism: int | None = None,
+    chunk_size: int | None = None,
+    max_failed_items: int | None = None,
 ) -> dict[str, Any]:
     """The BackgroundJob object for a submission. Options left as None are left out, so the
     CRD's defaults apply (maxRetries 3, queue from the routes or "default", ...).
@@ -155,6 +169,15 @@ def build_background_job(
         spec["image"] = image
     if env:
         spec["env"] = _env_list(env)
+    if items is not None:
+        spec["items"] = _json_value("items", [_item(i) for i in items])
+    for field, value in (
+        ("parallelism", parallelism),
+        ("chunkSize", chunk_size),
+        ("maxFailedItems", max_failed_items),
+    ):
+        if value is not None:
+            spec[field] = int(value)
     metadata: dict[str, Any] = {"name": name}
     if labels:
         metadata["labels"] = {str(k): str(v) for k, v in labels.items()}

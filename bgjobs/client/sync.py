@@ -206,6 +206,43 @@ class Client:
         """The handle of an existing JobWorkflow."""
         return WorkflowHandle(self, name)
 
+    def map(
+        self,
+        task: str,
+        items: Sequence[Any],
+        *,
+        parallelism: int | None = None,
+        chunk_size: int | None = None,
+        max_failed_items: int | None = None,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> JobHandle:
+        """Run ``task`` once per item as one batch (Celery's ``map``/``starmap``/``chunks``):
+        a list or tuple item is positional arguments, a mapping keyword arguments, any
+        other value one argument. ``parallelism`` worker pods lease the items from Redis;
+        the batch ends Succeeded when every item did (README "Batches")."""
+        return self.submit_call(
+            task,
+            name=name,
+            idempotency_key=idempotency_key,
+            items=items,
+            parallelism=parallelism,
+            chunk_size=chunk_size,
+            max_failed_items=max_failed_items,
+            **options,
+        )
+
+    def item_outcome(self, name: str, index: int) -> dict[str, Any] | None:
+        """One item's outcome in a batch (``{"status", "result" | "error", "attempts"}``),
+        read from Redis by its index in ``spec.items``; None when not recorded (yet)."""
+        if self.redis is None:
+            raise BgJobsError("item outcomes are kept in Redis; pass redis= to Client")
+        from bgjobs_worker.batch_keys import read_outcome
+
+        view = self.get(name)
+        return read_outcome(self.redis, view.namespace, view.uid or "", index)
+
     # -- reading --------------------------------------------------------------------
 
     def get(self, name: str) -> JobView:

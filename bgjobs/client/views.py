@@ -68,6 +68,8 @@ class JobView:
     phase: str
     attempts: int = 0
     progress: dict[str, Any] = field(default_factory=dict)
+    # A batch's item counts: total, succeeded, failed, running, executions, ratePerSecond.
+    batch: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     result_ref: str | None = None
     error: dict[str, Any] | None = None
@@ -100,6 +102,7 @@ class JobView:
             phase=str(st.get("phase") or Phase.PENDING.value),
             attempts=int(st.get("attempts") or 0),
             progress={k: v for k, v in (st.get("progress") or {}).items() if v is not None},
+            batch={k: v for k, v in (st.get("batch") or {}).items() if v is not None},
             result=st.get("result"),
             result_ref=st.get("resultRef"),
             error=dict(st["error"]) if st.get("error") else None,
@@ -139,6 +142,11 @@ class JobView:
 
     @property
     def percent(self) -> float | None:
+        """Progress in percent; for a batch, items finished (succeeded or failed)."""
+        total = self.batch.get("total")
+        if total:
+            done = int(self.batch.get("succeeded") or 0) + int(self.batch.get("failed") or 0)
+            return 100.0 * done / total
         return percent_of(self.progress)
 
     @property

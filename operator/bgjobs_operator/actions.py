@@ -57,7 +57,18 @@ class Alert:
     payload: dict[str, Any]
 
 
-Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert]  # noqa: UP007
+@dataclass(frozen=True)
+class SeedBatch:
+    """Write a batch's items to Redis once (a no-op when they are there), before its Job
+    is created. Performed by the BackgroundJob reconciler, which holds the Redis client."""
+
+    namespace: str
+    bj_uid: str
+    items: tuple[str, ...]  # each item's JSON
+    ttl: int
+
+
+Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert, SeedBatch]  # noqa: UP007
 
 
 @dataclass

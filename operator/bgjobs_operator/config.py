@@ -35,6 +35,8 @@ class OperatorConfig:
     queue_limits: dict[str, int] = field(default_factory=dict)
     max_result_bytes: int = 8192
     max_input_bytes: int = 32768
+    # A batch's inline items, in JSON (they are in etcd already, with the BackgroundJob).
+    max_items_bytes: int = 1024 * 1024
 
     @property
     def clusterwide(self) -> bool:

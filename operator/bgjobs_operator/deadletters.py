@@ -6,6 +6,7 @@ from typing import Any
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import API_VERSION, BackgroundJobStatus
+from bgjobs_operator.batches import BatchResult, keys_of, replay_items
 from bgjobs_operator.jobspec import owner_reference
 
 MAX_OUTPUT = 8192
@@ -16,7 +17,10 @@ def dead_letter_name(bj: dict[str, Any]) -> str:
 
 
 def build_dead_letter(
-    bj: dict[str, Any], status: BackgroundJobStatus, last_output: str | None
+    bj: dict[str, Any],
+    status: BackgroundJobStatus,
+    last_output: str | None,
+    batch: BatchResult | None = None,
 ) -> dict[str, Any]:
     md, spec = bj["metadata"], bj["spec"]
     labels = md.get("labels") or {}
@@ -41,6 +45,8 @@ def build_dead_letter(
         "failedAt": status.completionTime,
         "critical": bool(spec.get("critical")),
     }
+    if batch is not None:
+        _add_batch(dl_spec, bj, batch)
     if last_output:
         dl_spec["lastOutput"] = last_output[-MAX_OUTPUT:]
     if schedule:
@@ -59,6 +65,16 @@ def build_dead_letter(
         },
         "spec": {k: v for k, v in dl_spec.items() if v is not None},
     }
+
+
+def _add_batch(dl_spec: dict[str, Any], bj: dict[str, Any], batch: BatchResult) -> None:
+    """One DeadLetter for the whole batch: it lists the first failed items with their
+    errors, and its replay runs only the items that did not succeed."""
+    spec = dl_spec["originalSpec"]
+    dl_spec["originalSpec"] = {**spec, "items": replay_items(spec.get("items") or [], batch)}
+    dl_spec["failedItems"] = [f.model_dump(mode="json", exclude_none=True) for f in batch.failed]
+    dl_spec["failedItemsCount"] = len(batch.not_succeeded)
+    dl_spec["failedItemsKey"] = keys_of(bj).failed
 
 
 def replay_name(dl: dict[str, Any], n: int) -> str:

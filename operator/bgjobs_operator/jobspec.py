@@ -12,10 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, PodDefaults, TaskTemplate
+from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, BackgroundJobSpec, PodDefaults, TaskTemplate
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_worker.errors import ExitCode
 
+# A batch pod that crashes (OOM, node loss) is replaced this many times per index; its
+# leased items go back to the other pods when their lease expires meanwhile.
+BATCH_POD_RESTARTS = 3
+# A batch is leased in about this many chunks per pod, at most MAX_DEFAULT_CHUNK items each.
+CHUNKS_PER_POD = 20
+MAX_DEFAULT_CHUNK = 100
 # The worker's own hard limit fires first; the pod deadline is the backstop for a task
 # stuck where Python signals cannot reach it.
 HARD_LIMIT_GRACE_SECONDS = 30
@@ -214,6 +220,56 @@ def job_spec(
     return spec
 
 
+def items_json(spec: BackgroundJobSpec, config: OperatorConfig) -> list[str]:
+    """Each item's JSON, as seeded into Redis; refuses a batch over --max-items-bytes."""
+    encoded = [json.dumps(item, ensure_ascii=False) for item in spec.items or ()]
+    size = sum(len(e.encode()) for e in encoded)
+    if size > config.max_items_bytes:
+        raise InvalidSpec(
+            f"spec.items is {size} bytes of JSON, over the {config.max_items_bytes}-byte "
+            "limit for inline items"
+        )
+    return encoded
+
+
+def chunk_size(spec: BackgroundJobSpec) -> int:
+    if spec.chunkSize:
+        return spec.chunkSize
+    pods = spec.parallelism or 1
+    return max(1, min(MAX_DEFAULT_CHUNK, len(spec.items or ()) // (pods * CHUNKS_PER_POD)))
+
+
+def batch_job_spec(
+    spec: BackgroundJobSpec, bj_uid: str, config: OperatorConfig, job: dict[str, Any]
+) -> dict[str, Any]:
+    """Turn a task's JobSpec into a batch's: one Indexed Job of warm workers that lease
+    the items (seeded in Redis under the BackgroundJob's uid) until none are left."""
+    pods = spec.parallelism or 1
+    batch = {k: v for k, v in job.items() if k != "backoffLimit"}
+    batch.update(
+        completionMode="Indexed",
+        completions=pods,
+        parallelism=pods,
+        backoffLimitPerIndex=BATCH_POD_RESTARTS,
+    )
+    pod = batch["template"]["spec"]
+    pod.pop("activeDeadlineSeconds", None)  # time limits are per item in a batch
+    container = pod["containers"][0]
+    env = [e for e in container["env"] if e["name"] not in ("BGJOBS_ARGS", "BGJOBS_KWARGS")]
+    env[1:1] = [
+        {"name": "BGJOBS_BATCH", "value": bj_uid},
+        {"name": "BGJOBS_CHUNK_SIZE", "value": str(chunk_size(spec))},
+        {
+            "name": "BGJOBS_RETRY_ON_SOFT_TIME_LIMIT",
+            "value": str(spec.retry.retryOnSoftTimeLimit).lower(),
+        },
+    ]
+    if spec.maxFailedItems is not None:
+        env.insert(2, {"name": "BGJOBS_MAX_FAILED_ITEMS", "value": str(spec.maxFailedItems)})
+    container["env"] = env
+    return batch
+
+
 def owner_reference(body: dict[str, Any], controller: bool = True) -> dict[str, Any]:
     return {
         "apiVersion": body["apiVersion"],
@@ -235,6 +291,9 @@ def build_job(
     md = bj["metadata"]
     placement = placement or legacy_placement(t, config)
     job_lbls = {**job_labels(placement.queue), names.BACKGROUND_JOB: md["name"]}
+    spec = job_spec(t, config, {names.BACKGROUND_JOB: md["name"]}, placement)
+    if isinstance(t, BackgroundJobSpec) and t.is_batch:
+        spec = batch_job_spec(t, md["uid"], config, spec)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -245,5 +304,5 @@ def build_job(
             "annotations": {names.TASK_ANNOTATION: t.task},
             "ownerReferences": [owner_reference(bj)],
         },
-        "spec": job_spec(t, config, {names.BACKGROUND_JOB: md["name"]}, placement),
+        "spec": spec,
     }

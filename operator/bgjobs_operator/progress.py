@@ -26,7 +26,8 @@ from bgjobs.redaction import redact
 from bgjobs_operator import metrics
 from bgjobs_operator.runtime import Key, Runtime
 from bgjobs_operator.status import is_terminal, progress_of
-from bgjobs_worker import redis_keys
+from bgjobs_worker import batch_keys, redis_keys
+from bgjobs_worker.batch_keys import BatchKeys
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +93,38 @@ class ProgressPump:
     async def flush(self, client: Any) -> None:
         keys, self.dirty = self.dirty, set()
         targets: list[tuple[Key, str]] = []
+        batches: list[tuple[Key, BatchKeys]] = []
         for key in keys:
             bj, job = self.rt.backgroundjobs.get(key), self.rt.jobs.get(key)
             if bj is None or job is None or is_terminal(bj):
                 self.rt.progress.pop(key, None)
+                self.rt.batches.pop(key, None)
                 continue
-            targets.append((key, job["metadata"]["uid"]))
-        if not targets:
+            if (bj.get("spec") or {}).get("items") is not None:
+                batches.append((key, BatchKeys.of(key[0], bj["metadata"]["uid"])))
+            else:
+                targets.append((key, job["metadata"]["uid"]))
+        if not targets and not batches:
             return
         pipe = client.pipeline(transaction=False)
         for (ns, _), uid in targets:
             pipe.hgetall(redis_keys.progress_key(ns, uid))
-        raws = await pipe.execute()
+        for _, bkeys in batches:
+            pipe.hgetall(bkeys.counts)
+            pipe.zcard(bkeys.leases)
+        replies = await pipe.execute()
+        raws, batch_raws = replies[: len(targets)], replies[len(targets) :]
         for (key, _), raw in zip(targets, raws, strict=True):
             progress = progress_of(redis_keys.decode_progress(raw))
             if progress is not None and progress != self.rt.progress.get(key):
                 self.rt.progress[key] = progress
+                metrics.PROGRESS_WRITES.inc()
+                self.rt.queue.add(("BackgroundJob", *key))
+        # A batch's item counts travel like progress: however many pods record items,
+        # the batch costs at most one status write per interval.
+        for n, (key, _) in enumerate(batches):
+            counts = batch_keys.decode_counts(batch_raws[2 * n], batch_raws[2 * n + 1])
+            if counts is not None and counts != self.rt.batches.get(key):
+                self.rt.batches[key] = counts
                 metrics.PROGRESS_WRITES.inc()
                 self.rt.queue.add(("BackgroundJob", *key))

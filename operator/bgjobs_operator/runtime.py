@@ -23,6 +23,7 @@ from bgjobs_operator.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from bgjobs_operator.status import awaits_dead_letter, job_condition
 from bgjobs_operator.store import Store
 from bgjobs_operator.workqueue import WorkQueue
+from bgjobs_worker.batch_keys import BatchCounts
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class Runtime:
     jobqueues: Store = field(default_factory=lambda: Store(trim_object))
     # Latest progress per running job, as the progress pump last read it from Redis.
     progress: dict[Key, Progress] = field(default_factory=dict)
+    # Latest item counts per running batch, as the progress pump last read them.
+    batches: dict[Key, BatchCounts] = field(default_factory=dict)
     # Queued Jobs resumed whose update the watch has not delivered yet.
     resumed: set[Key] = field(default_factory=set)
     # Why each queued Job waits, as its JobQueue's last reconcile decided: (reason, message).

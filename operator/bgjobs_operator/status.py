@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from bgjobs.api.v1alpha1 import (
     TERMINAL_PHASES,
     BackgroundJobStatus,
+    Condition,
     JobError,
     ObjectRef,
     Phase,
@@ -220,12 +221,24 @@ def desired_status(obs: Observation, now: datetime) -> BackgroundJobStatus:
     return status.model_copy(update=update)
 
 
+def batch_failed_conditions(
+    conditions: list[Condition], error: JobError, generation: int | None, now: datetime
+) -> list[Condition]:
+    """A batch whose Job completed with failed items: Failed, not Succeeded."""
+    conditions = set_condition(conditions, RUNNING, False, "Failed", "", generation, now)
+    conditions = set_condition(conditions, SUCCEEDED, False, "ItemsFailed", "", generation, now)
+    return set_condition(
+        conditions, FAILED, True, "ItemsFailed", error.message or "", generation, now
+    )
+
+
 def describe_failure(err: JobError | None) -> str:
     err = err or JobError()
     what = {
         "BackoffLimitExceeded": "retries exhausted",
         "PodFailurePolicy": "permanent error, not retried",
         "DeadlineExceeded": "activeDeadlineSeconds passed",
+        "ItemsFailed": "items failed",
     }.get(err.reason or "", err.reason or "failed")
     detail = ": ".join(x for x in (err.type, err.message) if x)
     return bound(f"{what}; {detail}" if detail else what, 1024) or what

@@ -164,3 +164,19 @@ def test_the_task_decorators_queue_is_used_when_submitting_without_one() -> None
         assert _decorated_queue("tests.unknown") is None
     finally:
         unregister("tests.heavy_render")
+
+
+def test_a_map_submission_is_a_batch_the_api_accepts() -> None:
+    body = build_background_job(
+        "billing.invoice",
+        name="billing-invoice-abcde",
+        items=[(1, "eur"), {"subscription_id": 2}, 3],
+        parallelism=4,
+        chunk_size=10,
+        max_failed_items=0,
+    )
+    spec = body["spec"]
+    assert spec["items"] == [[1, "eur"], {"subscription_id": 2}, [3]]
+    assert (spec["parallelism"], spec["chunkSize"], spec["maxFailedItems"]) == (4, 10, 0)
+    assert spec["args"] == [] and spec["kwargs"] == {}
+    BackgroundJob.model_validate(body)

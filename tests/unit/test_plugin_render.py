@@ -320,3 +320,16 @@ def test_queue_table() -> None:
         "heavy   3         5/5       10/m   7             yes      3m",
         "light   0         0/-       -      0             no       -",
     ]
+
+
+def test_a_batch_shows_a_bar_over_its_items() -> None:
+    batch = {"total": 50, "succeeded": 18, "failed": 2, "running": 4, "executions": 21}
+    running = job("inv", "Running", batch={**batch, "ratePerSecond": 12.5})
+    assert watch_line(running) == "inv  Running  [####------]  40%  20/50 items, 2 failed, 12.5/s"
+    assert "[####------]  40%" in job_table([running], NOW)
+    text = describe_job(running, [], NOW)
+    assert "Items:          [####------]  40%  20/50 items, 2 failed, 12.5/s" in text
+    assert "  Executions:   21" in text
+    done = job("inv", "Succeeded", batch={"total": 50, "succeeded": 50, "outcomesKey": "k"})
+    assert final_line(done) == "all 50 items succeeded"
+    assert "per item, in Redis at k" in describe_job(done, [], NOW)

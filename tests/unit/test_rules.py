@@ -157,6 +157,64 @@ def test_the_model_refuses_what_the_crd_refuses() -> None:
         JobScheduleSpec.model_validate({"schedule": "61 * * * *", "template": template})
 
 
+def openapi_valid(schema: dict[str, Any], node: Any) -> bool:
+    """The OpenAPI value validations SchemaRules use, as the API server reads them."""
+    checks = {
+        "required": lambda v: all(k in node for k in v),
+        "properties": lambda v: all(openapi_valid(s, node[k]) for k, s in v.items() if k in node),
+        "minItems": lambda v: len(node) >= v,
+        "minProperties": lambda v: len(node) >= v,
+        "anyOf": lambda v: any(openapi_valid(s, node) for s in v),
+        "allOf": lambda v: all(openapi_valid(s, node) for s in v),
+        "not": lambda v: not openapi_valid(v, node),
+    }
+    return all(checks[k](v) for k, v in schema.items())
+
+
+def agree_schema(rule: rules.SchemaRule, node: dict[str, Any]) -> bool:
+    verdict = rule.check(node)
+    assert openapi_valid(rule.openapi, node) == verdict, (rule.openapi, node)
+    return verdict
+
+
+BATCH_CASES = [
+    ({"task": "t", "items": [[1], {"x": 2}]}, True),
+    ({"task": "t", "items": [[1]], "args": [], "kwargs": {}}, True),
+    ({"task": "t", "items": [[1]], "args": [1]}, False),
+    ({"task": "t", "items": [[1]], "kwargs": {"a": 1}}, False),
+    ({"task": "t", "args": [1], "kwargs": {"a": 1}}, True),
+    ({"task": "t", "items": [[1]], "parallelism": 2, "chunkSize": 5, "maxFailedItems": 0}, True),
+    ({"task": "t", "parallelism": 2}, False),
+    ({"task": "t", "chunkSize": 2}, False),
+    ({"task": "t", "maxFailedItems": 2}, False),
+]
+
+
+@pytest.mark.parametrize(("node", "valid"), BATCH_CASES)
+def test_batch_rules_agree_in_cel_and_python_and_the_model(
+    node: dict[str, Any], valid: bool
+) -> None:
+    assert all([agree_schema(rule, node) for rule in rules.BATCH_RULES]) == valid
+    if valid:
+        BackgroundJobSpec.model_validate(node)
+    else:
+        with pytest.raises(ValidationError):
+            BackgroundJobSpec.model_validate(node)
+
+
+def test_a_batch_item_is_a_list_or_an_object() -> None:
+    with pytest.raises(ValidationError, match=r"items\[1\] must be a list"):
+        BackgroundJobSpec.model_validate({"task": "t", "items": [[1], 2]})
+    with pytest.raises(ValidationError):
+        BackgroundJobSpec.model_validate({"task": "t", "items": []})
+
+
+def test_batch_items_are_immutable() -> None:
+    old = {"task": "t", "items": [[1]]}
+    new = {"task": "t", "items": [[2]]}
+    assert rules.transition_violations(old, new, BackgroundJobSpec.transition_rules())
+
+
 FIELD_TOKENS = ["*", "?", "0", "5", "07", "23", "24", "31", "32", "59", "60", "61", "7", "8"]
 NAMES = ["jan", "DEC", "Mon", "sun", "sat", "feb", "xyz"]
 

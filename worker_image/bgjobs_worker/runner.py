@@ -148,6 +148,10 @@ def disrupted(shutdown: ShutdownSignal, outcome: Outcome) -> bool:
 
 def run(env: Mapping[str, str]) -> int:
     """Run the task the environment describes, report its outcome, return the exit code."""
+    if env.get("BGJOBS_BATCH"):
+        from bgjobs_worker.batch import run_batch
+
+        return run_batch(env)
     identity = identity_from_env(env)
     logs.configure(env.get("BGJOBS_LOG_LEVEL", "INFO"))
     logs.bind(

@@ -25,7 +25,7 @@ from bgjobs.api.v1alpha1 import (
     PodDefaults,
 )
 from bgjobs.redaction import redact
-from bgjobs_operator import metrics
+from bgjobs_operator import batches, metrics
 from bgjobs_operator import status as st
 from bgjobs_operator.actions import (
     Action,
@@ -34,17 +34,18 @@ from bgjobs_operator.actions import (
     Decision,
     DeleteObject,
     PostEvent,
+    SeedBatch,
 )
 from bgjobs_operator.conditions import stamp
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.deadletters import build_dead_letter, dead_letter_name
 from bgjobs_operator.effects import perform
-from bgjobs_operator.jobspec import InvalidSpec, Placement, build_job
+from bgjobs_operator.jobspec import InvalidSpec, Placement, build_job, items_json
 from bgjobs_operator.kubeapi import ApiError
 from bgjobs_operator.queues import NOT_BEFORE, route
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import build_run
-from bgjobs_worker import redis_keys
+from bgjobs_worker import batch_keys, redis_keys
 from bgjobs_worker.termination import parse_termination_message
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ KIND = "BackgroundJob"
 # A level-based safety net per unfinished job: watch events drive everything, and this
 # re-derives the status now and then in case one was missed.
 RESYNC_SECONDS = 60.0
+# A finished batch whose counts cannot be read (Redis down) is looked at again this soon.
+BATCH_READ_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Observed:
     outcome: dict[str, Any] | None = None
     progress: Any = None
     last_output: str | None = None
+    batch: batch_keys.BatchCounts | None = None  # a running batch's counts (progress pump)
+    batch_result: batches.BatchResult | None = None  # a finished batch's, read at the end
 
 
 def owns(job: dict[str, Any], bj: dict[str, Any]) -> bool:
@@ -110,6 +115,10 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
         st.is_terminal(bj) and not st.awaits_dead_letter(bj.get("status") or {})
     ):
         return Observed(bj, job)
+    if st.is_terminal(bj) and is_batch(bj):
+        # Failed, DeadLetter not yet made (a crash came between): it lists the items.
+        result = await rt.read_redis(batches.read_result, batches.keys_of(bj))
+        return Observed(bj, job, batch_result=result)
     if job is not None and job["metadata"].get("deletionTimestamp") and not owns(job, bj):
         job = None  # a foreign Job on its way out: ours can be made once it is gone
     if job is None and started(bj):
@@ -185,6 +194,8 @@ async def _observe_attempts(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]
     key = (ns, bj["metadata"]["name"])
     jst = job.get("status") or {}
     finished = st.job_condition(job) is not None
+    if is_batch(bj):
+        return await _observe_batch(rt, bj, job, finished)
     if not finished and not int(jst.get("failed") or 0):
         return Observed(bj, job, progress=rt.progress.get(key))
     outcome = await rt.read_redis(_read_result, ns, uid)
@@ -200,6 +211,26 @@ async def _observe_attempts(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]
                 "error": {"type": "WorkerCrashed", "message": last_output[-1000:]},
             }
     return Observed(bj, job, outcome=outcome, progress=progress, last_output=last_output)
+
+
+def is_batch(bj: dict[str, Any]) -> bool:
+    return (bj.get("spec") or {}).get("items") is not None
+
+
+async def _observe_batch(
+    rt: Runtime, bj: dict[str, Any], job: dict[str, Any], finished: bool
+) -> Observed:
+    """Counts come from the progress pump while the batch runs; once the Job has
+    finished, the counts and the failed items are read from Redis here."""
+    key = (bj["metadata"]["namespace"], bj["metadata"]["name"])
+    if not finished:
+        return Observed(bj, job, batch=rt.batches.get(key))
+    result = await rt.read_redis(batches.read_result, batches.keys_of(bj))
+    last_output = None
+    if st.phase_of(job) == Phase.FAILED:
+        last_output = await _last_termination_message(rt, key[0], job["metadata"]["name"])
+    counts = result.counts if result is not None else rt.batches.get(key)
+    return Observed(bj, job, batch=counts, batch_result=result, last_output=last_output)
 
 
 async def _read_result(client: Any, ns: str, uid: str) -> dict[str, Any] | None:
@@ -244,7 +275,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     if st.is_terminal(bj):
         if st.awaits_dead_letter(current):
             # Crashed between the failure and the dead letter: finish the job now.
-            return _dead_letter(bj, current, current, obs.last_output, now)
+            return _dead_letter(bj, current, current, obs.last_output, now, obs.batch_result)
         return Decision()
     try:
         spec = BackgroundJobSpec.model_validate(bj.get("spec") or {})
@@ -278,6 +309,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
             return decision
         try:
             manifest = build_job(bj, spec, config, placement(obs.queue))
+            seed = _seed(bj, spec, config)
         except InvalidSpec as exc:
             return _invalid(bj, current, str(exc), now)
         announce: tuple[Action, ...] = ()
@@ -291,7 +323,9 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
                     f"no JobQueue {q.name} in this namespace: the job runs unqueued",
                 ),
             )
-        return Decision(actions=[CreateObject(manifest, announce)], requeue_after=RESYNC_SECONDS)
+        return Decision(
+            actions=[*seed, CreateObject(manifest, announce)], requeue_after=RESYNC_SECONDS
+        )
     if not ours:
         return _invalid(
             bj,
@@ -310,6 +344,11 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
         result_key=redis_keys.result_key(md["namespace"], job["metadata"]["uid"]),
     )
     desired = st.desired_status(observation, now)
+    if spec.is_batch:
+        if st.job_condition(job) is not None and obs.batch_result is None:
+            # Finished, but what the items did is in Redis, which did not answer.
+            return Decision(requeue_after=BATCH_READ_RETRY_SECONDS)
+        desired = _batch_status(desired, obs, job, now)
     if desired.phase == Phase.PENDING and job["spec"].get("suspend") and obs.queue.waiting:
         reason, message = obs.queue.waiting
         desired = st.queued_status(desired, generation, reason, message, obs.queue.name, now)
@@ -319,7 +358,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
         queue = (job["metadata"].get("labels") or {}).get(names.QUEUE)
         desired = desired.model_copy(update={"queue": queue or DEFAULT_QUEUE})
     if desired.phase == Phase.FAILED:
-        return _dead_letter(bj, current, desired, obs.last_output, now)
+        return _dead_letter(bj, current, desired, obs.last_output, now, obs.batch_result)
     return _transition(bj, current, desired, [])
 
 
@@ -340,6 +379,52 @@ def placement(q: QueueInfo) -> Placement:
         raw = (q.jobqueue.get("spec") or {}).get("podTemplate")
         pod = PodDefaults.model_validate(raw) if raw else None
     return Placement(q.name, suspend=q.jobqueue is not None or q.legacy_limited, pod=pod)
+
+
+def _seed(bj: dict[str, Any], spec: BackgroundJobSpec, config: OperatorConfig) -> list[Action]:
+    if not spec.is_batch:
+        return []
+    if not config.redis_url:
+        raise InvalidSpec("a batch (spec.items) needs Redis: the operator runs without --redis-url")
+    md = bj["metadata"]
+    ttl = batch_keys.batch_ttl(spec.resultTTLSeconds)
+    return [SeedBatch(md["namespace"], md["uid"], tuple(items_json(spec, config)), ttl)]
+
+
+def _batch_status(
+    desired: BackgroundJobStatus, obs: Observed, job: dict[str, Any], now: datetime
+) -> BackgroundJobStatus:
+    """The item counts, and the batch's own verdict: Succeeded only when every item did."""
+    assert obs.bj is not None
+    counts = obs.batch
+    if counts is None:
+        return desired
+    start = desired.startTime or (job.get("status") or {}).get("startTime")
+    finished = st.job_condition(job) is not None
+    outcomes_key = batches.keys_of(obs.bj).outcomes
+    update: dict[str, Any] = {
+        "batch": batches.batch_status(counts, outcomes_key, start),
+        # The items as progress too, so `kubectl get` and every progress view show them.
+        "progress": batches.items_progress(counts),
+    }
+    result = obs.batch_result
+    if finished and result is not None and not batches.all_succeeded(result.counts):
+        final = st.job_condition(job) or {}
+        reason = final.get("reason") if final.get("type") == "Failed" else None
+        error = batches.failure_error(result, reason)
+        update.update(
+            phase=Phase.FAILED,
+            error=error,
+            result=None,
+            resultRef=None,
+            conditions=st.batch_failed_conditions(
+                desired.conditions, error, obs.bj["metadata"].get("generation"), now
+            ),
+        )
+    elif finished and desired.phase == Phase.SUCCEEDED:
+        # Results are per item, in the outcomes hash (status.batch.outcomesKey).
+        update.update(result=None, resultRef=None)
+    return desired.model_copy(update=update)
 
 
 def _transition(
@@ -388,6 +473,7 @@ def _dead_letter(
     failed: BackgroundJobStatus,
     last_output: str | None,
     now: datetime,
+    batch: batches.BatchResult | None = None,
 ) -> Decision:
     """Create the DeadLetter (or find the one made before a crash) before the status says
     Failed, so a Failed job always has exactly one."""
@@ -415,7 +501,7 @@ def _dead_letter(
                 }
             )
         )
-    create = CreateObject(build_dead_letter(bj, failed, last_output), then=tuple(announce))
+    create = CreateObject(build_dead_letter(bj, failed, last_output, batch), then=tuple(announce))
     desired = st.with_dead_letter(failed, md.get("generation"), dl_name, now)
     decision = _transition(bj, current, desired, [create])
     return decision
@@ -443,6 +529,9 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
 async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
     bj = obs.bj
     for action in decision.actions:
+        if isinstance(action, SeedBatch):
+            await _seed_batch(rt, action)
+            continue
         try:
             done = await perform(rt.api, action, rt.config.webhook_url)
         except ApiError as exc:
@@ -486,6 +575,16 @@ async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
         for action in decision.after:
             await perform(rt.api, action, rt.config.webhook_url)
     return decision.requeue_after
+
+
+async def _seed_batch(rt: Runtime, action: SeedBatch) -> None:
+    """Seed the items before the Job exists; Redis down raises, and the work queue retries
+    (the Job is not created without its items)."""
+    if rt.redis is None:
+        raise RuntimeError("a batch needs Redis and the operator has no --redis-url")
+    keys = batch_keys.BatchKeys.of(action.namespace, action.bj_uid)
+    if await batches.seed(rt.redis, keys, list(action.items), action.ttl):
+        log.info("seeded %d items of batch %s/%s", len(action.items), action.namespace, keys)
 
 
 async def _refused(rt: Runtime, bj: dict[str, Any], message: str) -> None:

@@ -1,0 +1,162 @@
+"""Batches (a BackgroundJob with spec.items): seeding the items in Redis, reading what the
+warm workers recorded, and the batch's part of the status and its DeadLetter.
+
+The items are written to Redis once, before the Job is created (the SEED script does
+nothing when the batch's keys exist, so a retry after a crash is harmless); the worker
+pods lease them from there (worker_image/bgjobs_worker/batch_keys.py has the layout). The
+operator reads counts while the batch runs (through the progress pump, coalesced) and the
+failed items once, when the Job has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bgjobs.api.v1alpha1 import BatchStatus, FailedItem, JobError, Progress
+from bgjobs_operator.conditions import bound
+from bgjobs_worker import batch_keys
+from bgjobs_worker.batch_keys import BatchCounts, BatchKeys
+
+# A DeadLetter lists this many failed items with their errors; all are replayed, and the
+# full list stays in Redis.
+MAX_LISTED_FAILURES = 100
+MAX_ITEM_ERROR = 512
+MAX_LISTED_ITEM_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What the workers left in Redis when the batch's Job finished."""
+
+    counts: BatchCounts
+    failed: list[FailedItem] = field(default_factory=list)  # the first MAX_LISTED_FAILURES
+    not_succeeded: list[int] = field(default_factory=list)  # failed or never run: replayed
+
+
+def keys_of(bj: dict[str, Any]) -> BatchKeys:
+    md = bj["metadata"]
+    return BatchKeys.of(md["namespace"], md["uid"])
+
+
+async def seed(client: Any, keys: BatchKeys, items: list[str], ttl: int) -> bool:
+    """Write the items once; False when they were already there."""
+    return bool(await client.eval(batch_keys.SEED, 6, *keys.all(), ttl, *items))
+
+
+async def read_counts(client: Any, keys: BatchKeys) -> BatchCounts | None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.counts)
+    pipe.zcard(keys.leases)
+    raw, leased = await pipe.execute()
+    return batch_keys.decode_counts(raw, leased)
+
+
+async def read_result(client: Any, keys: BatchKeys) -> BatchResult | None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.counts)
+    pipe.zcard(keys.leases)
+    pipe.lrange(keys.failed, 0, -1)
+    pipe.lrange(keys.pending, 0, -1)
+    pipe.zrange(keys.leases, 0, -1)
+    raw, leased, failed, pending, held = await pipe.execute()
+    counts = batch_keys.decode_counts(raw, leased)
+    if counts is None:
+        return None
+    failed_idx = [int(i) for i in failed]
+    listed = failed_idx[:MAX_LISTED_FAILURES]
+    failures: list[FailedItem] = []
+    if listed:
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.outcomes, listed)
+        pipe.hmget(keys.items, listed)
+        outcomes, items = await pipe.execute()
+        for index, outcome, item in zip(listed, outcomes, items, strict=True):
+            failures.append(_failed_item(index, outcome, item))
+    rest = {int(i) for i in pending} | {int(i) for i in held}
+    return BatchResult(counts, failures, sorted(set(failed_idx) | rest))
+
+
+def _failed_item(index: int, raw_outcome: Any, raw_item: Any) -> FailedItem:
+    doc = batch_keys.decode_outcome(raw_outcome) or {}
+    err = doc.get("error") or {}
+    item = batch_keys.decode_item(raw_item) if raw_item is not None else None
+    if raw_item is not None and len(raw_item) > MAX_LISTED_ITEM_BYTES:
+        item = None  # still replayed in full; only this listing leaves it out
+    return FailedItem(
+        index=index,
+        item=item,
+        error=JobError(
+            type=bound(str(err.get("type") or "Unknown"), 256),
+            message=bound(str(err.get("message") or ""), MAX_ITEM_ERROR),
+        ),
+        attempts=doc.get("attempts") if isinstance(doc.get("attempts"), int) else None,
+    )
+
+
+def _seconds(start: str | None, end: datetime) -> float | None:
+    if not start:
+        return None
+    try:
+        began = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=end.tzinfo)
+    except ValueError:
+        return None
+    return (end - began).total_seconds()
+
+
+def batch_status(counts: BatchCounts, outcomes_key: str, start: str | None) -> BatchStatus:
+    """The rate is items done over the time from the Job's start to the last recording
+    (Redis time): a function of what was observed, never of the clock, so re-deriving the
+    status without new counts writes nothing."""
+    last = (
+        datetime.fromtimestamp(counts.updated_at_ms / 1000, UTC) if counts.updated_at_ms else None
+    )
+    elapsed = _seconds(start, last) if last else None
+    rate = round(counts.done / elapsed, 1) if elapsed and elapsed > 0 else None
+    return BatchStatus(
+        total=counts.total,
+        succeeded=counts.succeeded,
+        failed=counts.failed,
+        running=counts.running,
+        executions=counts.executions,
+        ratePerSecond=rate,
+        outcomesKey=outcomes_key,
+    )
+
+
+def items_progress(counts: BatchCounts) -> Progress:
+    total = counts.total
+    return Progress(
+        current=float(counts.done),
+        total=float(total),
+        percent=round(100.0 * counts.done / total, 1) if total else None,
+        stage="items",
+        message=f"{counts.succeeded} succeeded, {counts.failed} failed of {total}",
+    )
+
+
+def all_succeeded(counts: BatchCounts) -> bool:
+    return counts.failed == 0 and counts.succeeded >= counts.total
+
+
+def failure_error(result: BatchResult, job_reason: str | None) -> JobError:
+    c = result.counts
+    unrun = max(0, c.total - c.done)
+    message = f"{c.failed} of {c.total} items failed"
+    if unrun:
+        message += f", {unrun} not run"
+    if result.failed and result.failed[0].error is not None:
+        first = result.failed[0]
+        assert first.error is not None
+        message += f"; first: item {first.index}: {first.error.type}: {first.error.message}"
+    return JobError(
+        type="ItemsFailed",
+        reason=job_reason or "ItemsFailed",
+        message=bound(message, 2048),
+    )
+
+
+def replay_items(items: list[Any], result: BatchResult) -> list[Any]:
+    """The items a replay runs: those that failed or never ran, in their original order."""
+    return [items[i] for i in result.not_succeeded if 0 <= i < len(items)]

@@ -1,0 +1,222 @@
+"""A batch's Redis keys, the Lua scripts that change them, and how to read them back.
+
+A batch (a BackgroundJob with ``spec.items``) runs as one Indexed Job whose pods lease
+items from Redis. The operator seeds the keys once, before it creates the Job; workers
+lease, run and record; the operator reads the counts (through the progress pump) and, at
+the end, the failed items. Keys are per *BackgroundJob* uid, so the Job's pods, the
+operator and any client agree on them, and a BackgroundJob re-created under the same name
+starts clean.
+
+===============================  ======  ==================================================
+key (prefix ``bgjobs:{ns}:{bj_uid}:batch:``)  content
+===============================  ======  ==================================================
+``items``                        hash    index -> the item's JSON (args list or kwargs)
+``pending``                      list    indexes not yet leased, in order
+``leases``                       zset    index -> lease deadline (Redis server time, ms);
+                                         an expired lease goes back to any pod
+``outcomes``                     hash    index -> JSON outcome, written once (HSETNX):
+                                         ``{"status": "SUCCESS", "result": ..., "attempts": n}``
+                                         or ``{"status": "FAILURE", "error": {"type",
+                                         "message"}, "attempts": n}``
+``failed``                       list    indexes of failed items, in the order recorded
+``counts``                       hash    ``total``, ``succeeded``, ``failed`` (outcomes
+                                         recorded), ``executions`` (calls made, re-runs
+                                         included), ``updatedAt`` (Redis server time of
+                                         the last recording, ms since the epoch)
+===============================  ======  ==================================================
+
+Every key expires ``batch_ttl(result_ttl)`` seconds after the last write to it (at least
+seven days, so a batch outlives an operator outage; longer when the result TTL is).
+Workers publish ``"{ns}/{job_name}"`` on ``redis_keys.PROGRESS_CHANNEL`` after recording a
+chunk, like a progress report: the operator's pump coalesces the nudges.
+
+Exactly once: an outcome is recorded by HSETNX, and only a recording that created the
+field counts, so an item run twice (its lease expired while it ran) is counted once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bgjobs_worker.redis_keys import STATE_TTL_SECONDS
+
+# Lease reply codes (the first element of the lease script's reply).
+DRAINED, WAIT, LEASED, TOO_MANY_FAILED = 0, 1, 2, 3
+
+
+def prefix(namespace: str, bj_uid: str) -> str:
+    return f"bgjobs:{namespace}:{bj_uid}:batch:"
+
+
+@dataclass(frozen=True)
+class BatchKeys:
+    items: str
+    pending: str
+    leases: str
+    outcomes: str
+    failed: str
+    counts: str
+
+    @classmethod
+    def of(cls, namespace: str, bj_uid: str) -> BatchKeys:
+        p = prefix(namespace, bj_uid)
+        names = ("items", "pending", "leases", "outcomes", "failed", "counts")
+        return cls(*(p + name for name in names))
+
+    def all(self) -> list[str]:
+        return [self.items, self.pending, self.leases, self.outcomes, self.failed, self.counts]
+
+
+def batch_ttl(result_ttl: int) -> int:
+    return max(STATE_TTL_SECONDS, result_ttl)
+
+
+# KEYS: items pending leases outcomes failed counts. ARGV: ttl, item JSON...
+# Idempotent: a second seeding (an operator retrying after a crash) changes nothing.
+SEED = """
+if redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
+local n = #ARGV - 1
+for start = 2, #ARGV, 1000 do
+  local fields, indexes = {}, {}
+  for k = start, math.min(start + 999, #ARGV) do
+    fields[#fields + 1] = k - 2
+    fields[#fields + 1] = ARGV[k]
+    indexes[#indexes + 1] = k - 2
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('RPUSH', KEYS[2], unpack(indexes))
+end
+redis.call('HSET', KEYS[6], 'total', n, 'succeeded', 0, 'failed', 0, 'executions', 0)
+for k = 1, 6 do redis.call('EXPIRE', KEYS[k], ARGV[1]) end
+return 1
+"""
+
+# KEYS: items pending leases counts. ARGV: count, lease ms, max failed items (-1: none).
+# Reply: {LEASED, index, item, index, item...} | {WAIT, ms until the first lease expires}
+#      | {DRAINED} | {TOO_MANY_FAILED}. Expired leases are taken first: their pod is gone.
+LEASE = """
+local max_failed = tonumber(ARGV[3])
+if max_failed >= 0 and tonumber(redis.call('HGET', KEYS[4], 'failed') or '0') > max_failed then
+  return {3}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local want = tonumber(ARGV[1])
+local got = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, want)
+if #got < want then
+  local popped = redis.call('LPOP', KEYS[2], want - #got)
+  if popped then for _, i in ipairs(popped) do got[#got + 1] = i end end
+end
+if #got == 0 then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if #first == 0 then return {0} end
+  return {1, tonumber(first[2]) - now}
+end
+local deadline = now + tonumber(ARGV[2])
+local reply = {2}
+local items = redis.call('HMGET', KEYS[1], unpack(got))
+for k, i in ipairs(got) do
+  redis.call('ZADD', KEYS[3], deadline, i)
+  reply[#reply + 1] = i
+  reply[#reply + 1] = items[k]
+end
+return reply
+"""
+
+# KEYS: outcomes leases failed counts. ARGV: ttl, executions, then (index, ok|fail, doc)...
+# Reply: {succeeded, failed} after this recording.
+RECORD = """
+local ok, bad = 0, 0
+for k = 3, #ARGV, 3 do
+  local i = ARGV[k]
+  redis.call('ZREM', KEYS[2], i)
+  if redis.call('HSETNX', KEYS[1], i, ARGV[k + 2]) == 1 then
+    if ARGV[k + 1] == 'ok' then ok = ok + 1 else
+      bad = bad + 1
+      redis.call('RPUSH', KEYS[3], i)
+    end
+  end
+end
+local s = redis.call('HINCRBY', KEYS[4], 'succeeded', ok)
+local f = redis.call('HINCRBY', KEYS[4], 'failed', bad)
+redis.call('HINCRBY', KEYS[4], 'executions', tonumber(ARGV[2]))
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[4], 'updatedAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[1]) end
+return {s, f}
+"""
+
+# KEYS: pending leases. ARGV: index... Leased items given back unrun (a stopping worker).
+RELEASE = """
+for k = #ARGV, 1, -1 do
+  if redis.call('ZREM', KEYS[2], ARGV[k]) == 1 then redis.call('LPUSH', KEYS[1], ARGV[k]) end
+end
+return #ARGV
+"""
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    executions: int = 0
+    running: int = 0
+    updated_at_ms: int = 0  # the last recording, Redis server time
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(_text(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def decode_counts(raw: Mapping[Any, Any] | None, leased: Any = 0) -> BatchCounts | None:
+    """The reply of ``HGETALL counts`` (and ``ZCARD leases``); None before seeding."""
+    if not raw:
+        return None
+    fields = {_text(k): v for k, v in raw.items()}
+    return BatchCounts(
+        total=_int(fields.get("total")),
+        succeeded=_int(fields.get("succeeded")),
+        failed=_int(fields.get("failed")),
+        executions=_int(fields.get("executions")),
+        running=_int(leased),
+        updated_at_ms=_int(fields.get("updatedAt")),
+    )
+
+
+def decode_outcome(raw: str | bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(_text(raw))
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def decode_item(raw: str | bytes | None) -> Any:
+    return None if raw is None else json.loads(_text(raw))
+
+
+def read_counts(client: Any, namespace: str, bj_uid: str) -> BatchCounts | None:
+    keys = BatchKeys.of(namespace, bj_uid)
+    return decode_counts(client.hgetall(keys.counts), client.zcard(keys.leases))
+
+
+def read_outcome(client: Any, namespace: str, bj_uid: str, index: int) -> dict[str, Any] | None:
+    """One item's outcome by its index in spec.items (None: not recorded, or expired)."""
+    return decode_outcome(client.hget(BatchKeys.of(namespace, bj_uid).outcomes, str(index)))
