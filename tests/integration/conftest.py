@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from devcluster import bins, cluster
+from devcluster import bins, cluster, images
 from tests.integration.support import (
     AlertSink,
     BgJobs,
@@ -144,3 +144,18 @@ def operator(
 def bgjobs(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> BgJobs:
     """Create and read bgjobs resources in this test's namespace."""
     return BgJobs(client.CustomObjectsApi(api_client), namespace)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """bgjobs/operator and bgjobs/worker built with podman on the base made from Debian's
+    packages, as CI builds them. The base is cached in podman storage by its recipe and
+    podman's layer cache makes a rebuild of unchanged sources take seconds."""
+    tag = os.environ.get("BGJOBS_E2E_TAG", "e2e")
+    base = images.build_base()
+    images.build(tag, base, tool="podman")
+    return {
+        "base": base,
+        "operator": f"{images.OPERATOR}:{tag}",
+        "worker": f"{images.WORKER}:{tag}",
+    }
