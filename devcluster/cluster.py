@@ -239,7 +239,11 @@ def status(state_dir: Path) -> ClusterInfo | None:
     return info
 
 
-def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> ClusterInfo:
+def up(
+    state_dir: Path, name: str = "devcluster", timeout: float = 120, run_images: bool = False
+) -> ClusterInfo:
+    """Start a cluster. With run_images, the process node runs containers whose image is in
+    local podman storage in that image's root filesystem (devcluster/containers.py)."""
     state_dir = state_dir.resolve()
     running = status(state_dir)
     if running:
@@ -305,6 +309,8 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
+            # The node registers 127.0.0.1: never resolve its name through the machine's DNS.
+            "--kubelet-preferred-address-types=InternalIP",
             f"--cert-dir={pki}",
             "--profiling=false",
             f"--audit-log-path={state_dir / 'logs' / 'audit.log'}",
@@ -359,6 +365,7 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--kubeconfig={kubeconfig}",
             f"--state-dir={state_dir}",
             f"--node-name={NODE_NAME}",
+            *(["--run-images"] if run_images else []),
         ],
         state_dir,
         env={"PYTHONPATH": str(bins.HERE.parent)},

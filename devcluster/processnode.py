@@ -28,11 +28,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from devcluster import containers, images, sandbox
 from devcluster.kube import ApiError, Kube
 
 log = logging.getLogger("process-node")
 MAX_TERMINATION_MESSAGE = 4096
+REFUSED_RETRY_SECONDS = 5
 FALLBACK_LOG_LINES = 80
 
 
@@ -79,10 +82,16 @@ def field_ref(pod: dict[str, Any], path: str, node: str) -> str:
 
 
 class ProcessNode:
-    def __init__(self, kube: Kube, node_name: str, state_dir: Path) -> None:
+    def __init__(
+        self, kube: Kube, node_name: str, state_dir: Path, run_images: bool = False
+    ) -> None:
         self.kube = kube
         self.node = node_name
         self.state_dir = state_dir
+        # Run containers in their image's root filesystem when the image is in local
+        # podman storage (devcluster/containers.py); host processes otherwise.
+        self.run_images = run_images
+        self.api = urlsplit(kube.server)
         self.runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -224,6 +233,8 @@ class PodRun:
         self.done = threading.Event()
         self.plock = threading.Lock()
         self.restart_counts: dict[str, int] = {}
+        self.volumes: containers.PodVolumes | None = None
+        self.refusals: dict[str, str] = {}
 
     def terminate(self, grace: int) -> None:
         with self.plock:
@@ -261,6 +272,9 @@ class PodRun:
                 return self.report_final({container["name"]: (code, "")}, started)
 
         containers = spec["containers"]
+        for container in containers:
+            if not self.preflight(container):
+                return self.report_final({container["name"]: (137, "")}, started)
         self.report_running(started, {c["name"]: started for c in containers})
         results: dict[str, tuple[int, str]] = {}
         threads = []
@@ -284,14 +298,29 @@ class PodRun:
         policy = self.pod["spec"].get("restartPolicy", "Always")
         restarts = 0
         while True:
-            try:
-                argv, env, cwd = self.prepare(container)
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                return 128, f"process node cannot start container: {exc}"
             tm_file = self.dir / f"{name}.termination-log"
             tm_file.write_text("")
+            tm_file.chmod(0o666)  # the container's user writes it
             tm_path = container.get("terminationMessagePath", "/dev/termination-log")
-            argv = _with_termination_file(argv, tm_file, tm_path)
+            box_name = ""
+            try:
+                if self.in_image(container):
+                    box_name = self.container_name(name)
+                    argv = self.prepare_image(container, box_name, tm_file, tm_path)
+                    env, cwd = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, str(self.dir)
+                else:
+                    argv, env, cwd = self.prepare(container)
+                    argv = _with_termination_file(argv, tm_file, tm_path)
+            except containers.ContainerError as exc:
+                if box_name:
+                    images.remove(box_name)
+                if not self.wait_refused(container, exc):
+                    return 137, ""
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                if box_name:
+                    images.remove(box_name)
+                return 128, f"process node cannot start container: {exc}"
             log_file = self.dir / f"{name}.log"
             with self.plock:
                 if self.deleted:
@@ -308,6 +337,8 @@ class PodRun:
                     )
                 self.procs[name] = proc
             code = self.wait(proc)
+            if box_name:
+                images.remove(box_name)
             message = tm_file.read_text(errors="replace")[:MAX_TERMINATION_MESSAGE]
             if (
                 not message
@@ -342,7 +373,147 @@ class PodRun:
             if self.kill_after is not None and t > self.kill_after:
                 _signal_group(proc, signal.SIGKILL)
 
-    def prepare(self, container: dict[str, Any]) -> tuple[list[str], dict[str, str], str]:
+    # --- containers in images ------------------------------------------------------------
+    def in_image(self, container: dict[str, Any]) -> bool:
+        """Run in the image when the node runs images and the image is in local storage.
+        Otherwise a container with a command runs as a host process, as ever; one without
+        has nothing to run: its image cannot be pulled."""
+        if not self.node.run_images:
+            return False
+        image = container.get("image", "")
+        if image and images.exists(image):
+            return True
+        if not container.get("command"):
+            raise containers.ContainerError(
+                "ErrImagePull",
+                f'failed to pull image "{image}": not in the node\'s local storage '
+                "(the process node pulls from no registry)",
+            )
+        return False
+
+    def preflight(self, container: dict[str, Any]) -> bool:
+        """What the kubelet checks before it reports a container running: the image is
+        there and the user is allowed. Waits (reporting why) until then; False once the
+        pod is being deleted."""
+        while True:
+            try:
+                if self.in_image(container):
+                    image = container["image"]
+                    containers.identity(
+                        self.pod, container, images.config(image), images.mount(image)
+                    )
+                return True
+            except containers.ContainerError as exc:
+                if not self.wait_refused(container, exc):
+                    return False
+
+    def container_name(self, name: str) -> str:
+        return f"bgjobs-node-{self.pod['metadata']['uid'][:13]}-{name}"[:63]
+
+    def prepare_image(
+        self, container: dict[str, Any], box_name: str, tm_file: Path, tm_path: str
+    ) -> list[str]:
+        if self.volumes is None:
+            volumes = containers.PodVolumes(
+                self.pod,
+                self.dir,
+                self._object,
+                self._token,
+                lambda path: field_ref(self.pod, path, self.node.node),
+            )
+            volumes.prepare()
+            self.volumes = volumes
+        image = container["image"]
+        cfg = images.config(image)
+        container_env = self.container_env(container)
+        # $(VAR) references in command and args, never in the image's entrypoint and cmd.
+        container = {
+            **container,
+            **{
+                key: [expand(a, container_env) for a in container[key]]
+                for key in ("command", "args")
+                if container.get(key)
+            },
+        }
+        root = images.create(image, box_name)
+        env = containers.environment(
+            cfg,
+            container_env,
+            self.node.api.hostname or "127.0.0.1",
+            self.node.api.port or 443,
+            self.pod["metadata"]["name"],
+        )
+        mounts = [
+            *containers.pod_files(self.pod, self.dir),
+            *self.volumes.mounts(container),
+            sandbox.Mount(str(tm_file), tm_path),
+        ]
+        box = containers.sandbox(self.pod, container, cfg, root, env, mounts)
+        spec = self.dir / f"{container['name']}.sandbox.json"
+        box.write(spec)
+        return sandbox.command(spec)
+
+    def _object(self, kind: str, name: str) -> dict[str, Any] | None:
+        ns = self.pod["metadata"]["namespace"]
+        return self.node.kube.request("GET", f"/api/v1/namespaces/{ns}/{kind}/{name}", ok404=True)
+
+    def _token(self, source: dict[str, Any]) -> str:
+        """A bound service-account token, as the kubelet asks for one (TokenRequest)."""
+        md = self.pod["metadata"]
+        sa = self.pod["spec"].get("serviceAccountName") or "default"
+        spec: dict[str, Any] = {
+            "expirationSeconds": source.get("expirationSeconds", 3607),
+            "boundObjectRef": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "name": md["name"],
+                "uid": md["uid"],
+            },
+        }
+        if source.get("audience"):
+            spec["audiences"] = [source["audience"]]
+        answer = self.node.kube.request(
+            "POST",
+            f"/api/v1/namespaces/{md['namespace']}/serviceaccounts/{sa}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        )
+        return str((answer or {})["status"]["token"])
+
+    def wait_refused(self, container: dict[str, Any], exc: containers.ContainerError) -> bool:
+        """Report the container waiting (e.g. CreateContainerConfigError, ImagePullBackOff)
+        and retry later, as the kubelet does; False once the pod is being deleted."""
+        log.info("pod %s: %s: %s", self.pod["metadata"]["name"], exc.reason, exc.message)
+        if exc.reason == "ErrImagePull" and self.refusals.get(container["name"]) == exc.reason:
+            exc = containers.ContainerError(
+                "ImagePullBackOff", f"Back-off pulling image: {exc.message}"
+            )
+        self.refusals[container["name"]] = exc.reason
+        self.node.kube.patch_status(
+            pod_path(self.pod),
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "ready": False,
+                        "started": False,
+                        "restartCount": 0,
+                        "image": container.get("image", ""),
+                        "imageID": "",
+                        "state": {"waiting": {"reason": exc.reason, "message": exc.message}},
+                    }
+                ],
+            },
+        )
+        until = time.monotonic() + REFUSED_RETRY_SECONDS
+        while time.monotonic() < until:
+            if self.deleted:
+                return False
+            time.sleep(0.2)
+        return not self.deleted
+
+    def container_env(self, container: dict[str, Any]) -> dict[str, str]:
+        """The container's env and envFrom, with fieldRefs and $(VAR) references resolved."""
         ns = self.pod["metadata"]["namespace"]
         env: dict[str, str] = {}
         for src in container.get("envFrom", []):
@@ -362,6 +533,10 @@ class PodRun:
                         env[item["name"]] = value
             else:
                 env[item["name"]] = expand(item.get("value", ""), env)
+        return env
+
+    def prepare(self, container: dict[str, Any]) -> tuple[list[str], dict[str, str], str]:
+        env = self.container_env(container)
         command = [expand(a, env) for a in container.get("command", [])]
         args = [expand(a, env) for a in container.get("args", [])]
         argv = command + args
@@ -539,9 +714,14 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--node-name", default="process-node")
+    parser.add_argument(
+        "--run-images",
+        action="store_true",
+        help="run containers in their image's root filesystem when it is in podman storage",
+    )
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    node = ProcessNode(Kube(opts.kubeconfig), opts.node_name, opts.state_dir)
+    node = ProcessNode(Kube(opts.kubeconfig), opts.node_name, opts.state_dir, opts.run_images)
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping pods", signum)

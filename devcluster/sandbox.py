@@ -3,7 +3,7 @@ the network namespace and cgroups.
 
 The process node writes a :class:`Sandbox` as JSON and starts::
 
-    unshare --mount --pid --fork --propagation private --kill-child \\
+    unshare --mount --pid --uts --fork --propagation private --kill-child \\
         python devcluster/sandbox.py SPEC.json
 
 This module then runs as PID 1 of the new PID namespace, still in the host's root: it
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ class Sandbox:
     groups: list[int] = field(default_factory=list)
     readonly_root: bool = False
     mounts: list[Mount] = field(default_factory=list)
+    hostname: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -65,6 +67,7 @@ def command(spec_file: Path) -> list[str]:
         "unshare",
         "--mount",
         "--pid",
+        "--uts",
         "--fork",
         "--propagation",
         "private",
@@ -148,6 +151,8 @@ def main(argv: list[str]) -> int:
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"sandbox: cannot set up the container: {exc}", file=sys.stderr)
         return 128
+    if box.hostname:
+        socket.sethostname(box.hostname)
     os.chroot(box.root)
     try:
         os.chdir(box.workdir or "/")
