@@ -39,6 +39,9 @@ CONTROLLERS = ",".join(
         "serviceaccount",
         "serviceaccount-token",
         "root-ca-cert-publisher",
+        # The chart's operator is a Deployment (make e2e installs it).
+        "deployment",
+        "replicaset",
     ]
 )
 NODE_NAME = "process-node"

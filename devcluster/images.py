@@ -137,6 +137,32 @@ def build(
         print(f"built {image}:{tag} with {tool} in {time.monotonic() - started:.0f}s")
 
 
+EXAMPLES = "bgjobs/worker-examples"
+# The user's recipe (worker_image/Dockerfile) with the repository's example tasks.
+EXAMPLES_RECIPE = """\
+FROM {worker}
+USER root
+COPY examples/ /app/examples/
+RUN python -m compileall -q /app
+USER 10001
+ENV BGJOBS_TASK_MODULES=examples.tasks
+"""
+
+
+def build_examples(tag: str, tool: str | None = None) -> str:
+    """bgjobs/worker-examples:TAG, the worker image with examples/ (what the e2e runs)."""
+    tool = tool or builder()
+    ref = f"{EXAMPLES}:{tag}"
+    with tempfile.TemporaryDirectory(prefix="bgjobs-examples-") as tmp:
+        recipe = Path(tmp) / "Containerfile"
+        recipe.write_text(EXAMPLES_RECIPE.format(worker=f"{WORKER}:{tag}"))
+        cmd = [tool, "build", "-q", "-f", str(recipe), "-t", ref]
+        if tool == "podman":
+            cmd += ["--isolation", "chroot"]
+        subprocess.run([*cmd, str(REPO)], check=True, stdout=subprocess.DEVNULL)
+    return ref
+
+
 def size(ref: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", ref).strip())
 

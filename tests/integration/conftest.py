@@ -156,8 +156,10 @@ def built_images() -> dict[str, str]:
     images.build(tag, base, tool="podman")
     return {
         "base": base,
+        "tag": tag,
         "operator": f"{images.OPERATOR}:{tag}",
         "worker": f"{images.WORKER}:{tag}",
+        "examples": images.build_examples(tag, tool="podman"),
     }
 
 
