@@ -45,6 +45,10 @@ CONTROLLERS = ",".join(
     ]
 )
 NODE_NAME = "process-node"
+# This checkout's packages, first: the virtualenv's editable install may point at another
+# checkout (a git worktree), whose operator and worker must not be the ones that run.
+_ROOT = bins.HERE.parent
+SOURCE_PATH = os.pathsep.join(str(p) for p in (_ROOT, _ROOT / "operator", _ROOT / "worker_image"))
 
 
 @dataclass
@@ -371,7 +375,7 @@ def up(
             *(["--run-images"] if run_images else []),
         ],
         state_dir,
-        env={"PYTHONPATH": str(bins.HERE.parent)},
+        env={"PYTHONPATH": SOURCE_PATH},
     )
     info = ClusterInfo(
         name=name,

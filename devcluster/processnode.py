@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -30,12 +31,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devcluster import containers, images, sandbox
+from devcluster import containers, images, probes, sandbox
 from devcluster.kube import ApiError, Kube
 
 log = logging.getLogger("process-node")
 MAX_TERMINATION_MESSAGE = 4096
 REFUSED_RETRY_SECONDS = 5
+# Back-off between restarts of a container: doubles from this, up to the cap (the kubelet's
+# CrashLoopBackOff starts at 10 s and caps at 5 min; shorter here, for tests).
+RESTART_BACKOFF_SECONDS = 1.0
+RESTART_BACKOFF_CAP_SECONDS = 30.0
 FALLBACK_LOG_LINES = 80
 
 
@@ -235,6 +240,14 @@ class PodRun:
         self.restart_counts: dict[str, int] = {}
         self.volumes: containers.PodVolumes | None = None
         self.refusals: dict[str, str] = {}
+        self.boxes: dict[str, sandbox.Sandbox] = {}
+        # What a Running report says of each container: start, readiness, last termination.
+        self.slock = threading.Lock()
+        self.started_at = now()
+        self.container_starts: dict[str, str] = {}
+        self.ready: dict[str, bool] = {}
+        self.last_states: dict[str, dict[str, Any]] = {}
+        self.finished = False
 
     def terminate(self, grace: int) -> None:
         with self.plock:
@@ -336,7 +349,20 @@ class PodRun:
                         start_new_session=True,
                     )
                 self.procs[name] = proc
+            prober = None
+            if not init:
+                prober = probes.Prober(
+                    container,
+                    proc.pid,
+                    self.boxes.get(name) if box_name else None,
+                    env,
+                    functools.partial(self.set_ready, name),
+                    functools.partial(self.kill_container, proc),
+                )
+                prober.start()
             code = self.wait(proc)
+            if prober is not None:
+                prober.stop()
             if box_name:
                 images.remove(box_name)
             message = tm_file.read_text(errors="replace")[:MAX_TERMINATION_MESSAGE]
@@ -347,17 +373,63 @@ class PodRun:
             ):
                 lines = log_file.read_text(errors="replace").splitlines()[-FALLBACK_LOG_LINES:]
                 message = "\n".join(lines)[-MAX_TERMINATION_MESSAGE:]
-            if (
-                code != 0
-                and policy == "OnFailure"
-                and not self.deleted
-                and not self.deadline_exceeded
-                and not init
-            ):
+            restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+            if restart and not self.deleted and not self.deadline_exceeded and not init:
                 restarts += 1
                 self.restart_counts[name] = restarts
+                if policy == "Always" and not self.backoff(restarts):
+                    return code, message
+                self.restarted(container, code, message)
                 continue
             return code, message
+
+    def backoff(self, restarts: int) -> bool:
+        """Wait before a restart; False when the pod is deleted meanwhile."""
+        delay = min(RESTART_BACKOFF_SECONDS * 2 ** (restarts - 1), RESTART_BACKOFF_CAP_SECONDS)
+        until = time.monotonic() + delay
+        while time.monotonic() < until:
+            if self.deleted:
+                return False
+            time.sleep(0.1)
+        return not self.deleted
+
+    def restarted(self, container: dict[str, Any], code: int, message: str) -> None:
+        """Report a container running again, with its restart count and last termination."""
+        name = container["name"]
+        with self.slock:
+            self.last_states[name] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "message": message,
+                    "startedAt": self.container_starts.get(name, now()),
+                    "finishedAt": now(),
+                    "containerID": f"process://{name}",
+                }
+            }
+            self.container_starts[name] = now()
+            self.ready[name] = "readinessProbe" not in container
+        self.publish_running()
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        with self.slock:
+            if self.ready.get(name) == ready:
+                return
+            self.ready[name] = ready
+        self.publish_running()
+
+    def kill_container(self, proc: subprocess.Popen[bytes]) -> None:
+        """What a failed liveness probe does: SIGTERM, SIGKILL after the grace period."""
+        grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        _signal_group(proc, signal.SIGTERM)
+
+        def kill() -> None:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+
+        timer = threading.Timer(grace, kill)
+        timer.daemon = True
+        timer.start()
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         while True:
@@ -449,6 +521,7 @@ class PodRun:
             sandbox.Mount(str(tm_file), tm_path),
         ]
         box = containers.sandbox(self.pod, container, cfg, root, env, mounts)
+        self.boxes[container["name"]] = box
         spec = self.dir / f"{container['name']}.sandbox.json"
         box.write(spec)
         return sandbox.command(spec)
@@ -581,36 +654,52 @@ class PodRun:
 
     # --- status reports ----------------------------------------------------------------
     def report_running(self, started: str, container_starts: dict[str, str]) -> None:
-        ts = now()
-        self.node.kube.patch_status(
-            pod_path(self.pod),
-            {
+        spec_containers = {c["name"]: c for c in self.pod["spec"]["containers"]}
+        with self.slock:
+            self.started_at = started
+            self.container_starts = dict(container_starts)
+            # Ready at once without a readiness probe; with one, when it first passes.
+            self.ready = {
+                n: "readinessProbe" not in spec_containers.get(n, {}) for n in container_starts
+            }
+        self.publish_running()
+
+    def publish_running(self) -> None:
+        with self.slock:
+            if self.finished or self.deleted:
+                return
+            ts = now()
+            ready = "True" if all(self.ready.values()) else "False"
+            status = {
                 "phase": "Running",
-                "startTime": started,
+                "startTime": self.started_at,
                 "hostIP": "127.0.0.1",
                 "podIP": "127.0.0.1",
                 "podIPs": [{"ip": "127.0.0.1"}],
                 "conditions": [
-                    _cond(t, "True", ts)
-                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                    *(_cond(t, "True", ts) for t in ("PodScheduled", "Initialized")),
+                    *(_cond(t, ready, ts) for t in ("ContainersReady", "Ready")),
                 ],
                 "containerStatuses": [
                     {
                         "name": n,
-                        "ready": True,
+                        "ready": self.ready.get(n, False),
                         "started": True,
-                        "restartCount": 0,
+                        "restartCount": self.restart_counts.get(n, 0),
                         "image": _image(self.pod, n),
                         "imageID": "",
                         "containerID": f"process://{n}",
                         "state": {"running": {"startedAt": s}},
+                        **({"lastState": self.last_states[n]} if n in self.last_states else {}),
                     }
-                    for n, s in container_starts.items()
+                    for n, s in self.container_starts.items()
                 ],
-            },
-        )
+            }
+        self.node.kube.patch_status(pod_path(self.pod), status)
 
     def report_final(self, results: dict[str, tuple[int, str]], started: str) -> None:
+        with self.slock:
+            self.finished = True
         ts = now()
         ok = all(code == 0 for code, _ in results.values()) and not self.deadline_exceeded
         status: dict[str, Any] = {

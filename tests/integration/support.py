@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from devcluster.cluster import free_port
+from devcluster.cluster import SOURCE_PATH, free_port
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ class OperatorProcess:
             "BGJOBS_TASK_MODULES": "examples.tasks",
             "BGJOBS_METRICS_PORT": str(self.metrics_port),
             "BGJOBS_HEALTH_PORT": str(self.health_port),
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": SOURCE_PATH,
             **self.extra_env,
         }
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115

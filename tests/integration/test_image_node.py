@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devcluster.cluster import free_port
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -140,3 +141,57 @@ def test_an_image_not_in_storage_fails_to_pull(
 
     _, message = wait_for(backing_off, timeout=60, what="ImagePullBackOff")
     assert "bgjobs/not-built-anywhere:1" in message
+
+
+def test_a_failing_liveness_probe_restarts_the_container(
+    built_images: dict[str, str], image_core: client.CoreV1Api, image_namespace: str
+) -> None:
+    body = pod(
+        "liveness",
+        built_images["base"],
+        # Alive for two seconds, then the probe's file is gone; sh as PID 1 ignores SIGTERM,
+        # so the grace period ends it with SIGKILL.
+        command=["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 600"],
+        livenessProbe={
+            "exec": {"command": ["cat", "/tmp/alive"]},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        },
+    )
+    body["spec"]["restartPolicy"] = "Always"
+    body["spec"]["terminationGracePeriodSeconds"] = 1
+    image_core.create_namespaced_pod(image_namespace, body)
+
+    def restarted() -> Any:
+        statuses = image_core.read_namespaced_pod("liveness", image_namespace).status
+        for status in statuses.container_statuses or []:
+            if status.restart_count >= 1 and status.state.running:
+                return status
+        return None
+
+    status = wait_for(restarted, timeout=60, what="a restart after the liveness probe failed")
+    assert status.last_state.terminated.exit_code == 137
+
+
+def test_readiness_follows_an_http_probe(
+    built_images: dict[str, str], image_core: client.CoreV1Api, image_namespace: str
+) -> None:
+    port = free_port()
+    body = pod(
+        "ready",
+        built_images["base"],
+        command=["sh", "-c", f"sleep 2; exec python3 -m http.server {port} --bind 127.0.0.1"],
+        ports=[{"name": "http", "containerPort": port}],
+        readinessProbe={"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+    )
+    image_core.create_namespaced_pod(image_namespace, body)
+
+    def condition() -> str | None:
+        p = image_core.read_namespaced_pod("ready", image_namespace)
+        if p.status.phase != "Running":
+            return None
+        return next(c.status for c in p.status.conditions if c.type == "Ready")
+
+    assert wait_for(condition, timeout=30, what="Running") == "False"
+    wait_for(lambda: condition() == "True", timeout=30, what="Ready through the probe")
+    image_core.delete_namespaced_pod("ready", image_namespace, grace_period_seconds=1)
