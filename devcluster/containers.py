@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,12 +230,30 @@ class PodVolumes:
         return out
 
 
-def pod_files(pod: dict[str, Any], pod_dir: Path) -> list[Mount]:
-    """/etc/hosts, /etc/hostname and /etc/resolv.conf, as the kubelet gives every pod."""
+def service_names(services: Sequence[tuple[str, str]], namespace: str) -> list[str]:
+    """The DNS names a pod in ``namespace`` may use for each (name, namespace) Service."""
+    names = []
+    for svc, ns in services:
+        names += [f"{svc}.{ns}.svc.cluster.local", f"{svc}.{ns}.svc", f"{svc}.{ns}"]
+        if ns == namespace:
+            names.append(svc)
+    return names
+
+
+def pod_files(
+    pod: dict[str, Any], pod_dir: Path, services: Sequence[tuple[str, str]] = ()
+) -> list[Mount]:
+    """/etc/hosts, /etc/hostname and /etc/resolv.conf, as the kubelet gives every pod.
+
+    There is no cluster DNS and no kube-proxy: every pod shares the machine's loopback, so
+    a Service's names resolve to 127.0.0.1 through /etc/hosts, which reaches its pods when
+    the Service's port is their container port (as in the chart)."""
     name = pod["metadata"]["name"]
     etc = pod_dir / "etc"
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\t{name}\n")
+    hosts = [f"127.0.0.1\tlocalhost {name}", "::1\tlocalhost"]
+    hosts += [f"127.0.0.1\t{n}" for n in service_names(services, pod["metadata"]["namespace"])]
+    (etc / "hosts").write_text("\n".join(hosts) + "\n")
     (etc / "hostname").write_text(name + "\n")
     mounts = [
         Mount(str(etc / "hosts"), "/etc/hosts", True),

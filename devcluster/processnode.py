@@ -515,8 +515,12 @@ class PodRun:
             self.node.api.port or 443,
             self.pod["metadata"]["name"],
         )
+        listing = self.node.kube.request("GET", "/api/v1/services") or {}
+        services = [
+            (i["metadata"]["name"], i["metadata"]["namespace"]) for i in listing.get("items", [])
+        ]
         mounts = [
-            *containers.pod_files(self.pod, self.dir),
+            *containers.pod_files(self.pod, self.dir, services),
             *self.volumes.mounts(container),
             sandbox.Mount(str(tm_file), tm_path),
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from kubernetes import client, config
 
 from devcluster import bins
-from devcluster.cluster import ClusterInfo, free_port
+from devcluster.cluster import ClusterInfo
 from tests.integration.support import RedisServer, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -75,17 +76,15 @@ def release(
 ) -> Iterator[dict[str, Any]]:
     """The chart installed with the built images; yields the operator pod."""
     tag = built_images["tag"]
-    # The node's pods share the machine's network: the operator's ports must be free ones
-    # (the chart's 8080/8081 may be taken on a shared machine). Later env entries win.
-    extra_env = [
-        {"name": "BGJOBS_METRICS_PORT", "value": str(free_port())},
-        {"name": "BGJOBS_HEALTH_PORT", "value": str(free_port())},
-    ]
+    # The node's pods share the machine's loopback: the chart's ports must be free.
+    for port in (8080, 8081):
+        with socket.socket() as probe:
+            busy = probe.connect_ex(("127.0.0.1", port)) == 0
+        assert not busy, f"port {port} is taken on this machine: the operator pod needs it"
     values = {
         "image": {"repository": "bgjobs/operator", "tag": tag, "pullPolicy": "Never"},
         "worker": {"image": built_images["examples"], "taskModules": ["examples.tasks"]},
         "redis": {"url": redis_server.url},
-        "extraEnv": extra_env,
     }
     values_file = Path(tempfile.mkdtemp(prefix="bgjobs-values-")) / "values.json"
     values_file.write_text(json.dumps(values))
@@ -113,10 +112,12 @@ def release(
 
 
 def test_the_chart_runs_the_operator_from_its_image_and_jobs_in_worker_images(
-    release: dict[str, Any], image_cluster: ClusterInfo, kubectl: Run
+    release: dict[str, Any], image_cluster: ClusterInfo, kubectl: Run, helm: Run
 ) -> None:
     assert release["spec"]["containers"][0]["image"].startswith("bgjobs/operator:")
     assert release["status"]["phase"] == "Running"
+    # Ready through its readiness probe (helm --wait waited for it).
+    assert {c["type"]: c["status"] for c in release["status"]["conditions"]}["Ready"] == "True"
     state = Path(image_cluster.state_dir) / "pods" / RELEASE_NS / release["metadata"]["name"]
     box = json.loads((state / "operator.sandbox.json").read_text())
     assert box["uid"] == 10001 and box["readonly_root"], box  # the chart's securityContext
@@ -151,6 +152,9 @@ def test_the_chart_runs_the_operator_from_its_image_and_jobs_in_worker_images(
         )
         want[name] = phase
     assert ended == want
+
+    # helm test: its pod (the operator image, no token) reads the metrics Service.
+    helm("test", RELEASE, "--namespace", RELEASE_NS, "--timeout", "2m")
 
     # The worker pods ran in the worker image, as its non-root user.
     worker_pods = [
