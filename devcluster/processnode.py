@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from devcluster import containers, images, probes, sandbox
 from devcluster.kube import ApiError, Kube
+from devcluster.kubeletapi import KubeletApi
 
 log = logging.getLogger("process-node")
 MAX_TERMINATION_MESSAGE = 4096
@@ -100,6 +101,20 @@ class ProcessNode:
         self.runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.kubelet_api: KubeletApi | None = None
+        pki = state_dir / "pki"
+        if (pki / "apiserver.crt").exists():
+            self.kubelet_api = KubeletApi(
+                state_dir, pki / "apiserver.crt", pki / "apiserver.key", self.running
+            )
+            self.kubelet_api.start()
+
+    def running(self, namespace: str, name: str) -> bool:
+        with self.lock:
+            return any(
+                r.pod["metadata"]["namespace"] == namespace and r.pod["metadata"]["name"] == name
+                for r in self.runs.values()
+            )
 
     # --- node registration -------------------------------------------------------------
     def register(self) -> None:
@@ -136,6 +151,12 @@ class ProcessNode:
                     {"type": "InternalIP", "address": "127.0.0.1"},
                     {"type": "Hostname", "address": self.node},
                 ],
+                # Where the API server reaches the node's containerLogs (kubectl logs).
+                **(
+                    {"daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_api.port}}}
+                    if self.kubelet_api
+                    else {}
+                ),
                 "nodeInfo": {
                     "kubeletVersion": "process-node",
                     "operatingSystem": "linux",
