@@ -52,7 +52,7 @@ def http_get(probe: dict[str, Any], container: dict[str, Any], timeout: float) -
         conn.close()
 
 
-def _container_init(pid: int) -> int | None:
+def container_init(pid: int) -> int | None:
     """The sandbox's PID 1 (as the host sees it): the only child of its unshare process."""
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -66,7 +66,7 @@ def exec_command(
 ) -> bool:
     argv = list(probe["exec"]["command"])
     if box is not None:
-        init = _container_init(pid)
+        init = container_init(pid)
         if init is None:
             return False
         argv = [

@@ -782,6 +782,15 @@ def _image(pod: dict[str, Any], name: str) -> str:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """A host process: its whole process group. A container in an image: SIGTERM to its PID 1
+    only, as a container runtime does (PID 1 gets it only if it handles it; its children
+    never do); SIGKILL to everything, which ends the PID namespace."""
+    if sig != signal.SIGKILL and sandbox.is_command(proc.args):
+        init = probes.container_init(proc.pid)
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(init, sig)
+            return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 

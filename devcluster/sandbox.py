@@ -78,6 +78,16 @@ def command(spec_file: Path) -> list[str]:
     ]
 
 
+def is_command(argv: object) -> bool:
+    """Whether a host command line is one made by :func:`command`."""
+    return (
+        isinstance(argv, list | tuple)
+        and len(argv) >= 2
+        and argv[0] == "unshare"
+        and str(argv[-2]) == str(Path(__file__).resolve())
+    )
+
+
 def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 

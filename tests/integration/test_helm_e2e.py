@@ -172,3 +172,84 @@ def test_the_chart_runs_the_operator_from_its_image_and_jobs_in_worker_images(
 def release_worker_image(pod: dict[str, Any]) -> str:
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     return str(env["BGJOBS_DEFAULT_IMAGE"])
+
+
+def test_helm_upgrade_to_a_new_tag_replaces_the_operator_and_loses_no_job(
+    release: dict[str, Any],
+    built_images: dict[str, str],
+    image_cluster: ClusterInfo,
+    helm: Run,
+    kubectl: Run,
+) -> None:
+    new_tag = f"{built_images['tag']}-next"
+    subprocess.run(
+        ["podman", "tag", built_images["operator"], f"bgjobs/operator:{new_tag}"], check=True
+    )
+    kubectl("create", "namespace", "upgrade")
+    job = {
+        "apiVersion": "bgjobs.dev/v1alpha1",
+        "kind": "BackgroundJob",
+        "metadata": {"name": "survivor", "namespace": "upgrade"},
+        "spec": {"task": "examples.sleep", "kwargs": {"seconds": 12}},
+    }
+    manifest = Path(tempfile.mkdtemp(prefix="bgjobs-upgrade-")) / "job.json"
+    manifest.write_text(json.dumps(job))
+    kubectl("apply", "-f", str(manifest))
+
+    def phase() -> str:
+        out = kubectl("get", "backgroundjob", "survivor", "-n", "upgrade", "-o", "json").stdout
+        return str(json.loads(out).get("status", {}).get("phase", ""))
+
+    wait_for(lambda: phase() == "Running", timeout=60, what="survivor Running")
+    helm(
+        "upgrade",
+        RELEASE,
+        str(ROOT / "charts" / "bgjobs"),
+        "--namespace",
+        RELEASE_NS,
+        "--reuse-values",
+        "--set",
+        f"image.tag={new_tag}",
+        "--wait",
+        "--timeout",
+        "3m",
+    )
+    pods = json.loads(
+        kubectl(
+            "get",
+            "pods",
+            "-n",
+            RELEASE_NS,
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert [p["spec"]["containers"][0]["image"] for p in live] == [f"bgjobs/operator:{new_tag}"]
+    assert live[0]["metadata"]["name"] != release["metadata"]["name"]
+
+    wait_for(lambda: phase() == "Succeeded", timeout=120, what="survivor Succeeded", interval=1)
+    jobs = json.loads(kubectl("get", "jobs", "-n", "upgrade", "-o", "json").stdout)["items"]
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]  # not lost, not duplicated
+    assert jobs[0]["status"].get("succeeded") == 1
+
+
+def test_helm_uninstall_leaves_nothing_of_the_release_but_its_crds(
+    release: dict[str, Any], helm: Run, kubectl: Run
+) -> None:
+    helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", "--timeout", "2m")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,configmaps"
+    left = kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.split()
+    wait_for(
+        lambda: not kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.split(),
+        timeout=60,
+        what=f"the release's objects to go (left: {left})",
+    )
+    cluster_kinds = "clusterroles,clusterrolebindings"
+    assert not kubectl("get", cluster_kinds, "-l", selector, "-o", "name").stdout.split()
+    # CRDs stay (helm never deletes crds/), so the users' BackgroundJobs survive (docs/helm.md).
+    crds = kubectl("get", "crds", "-o", "name").stdout
+    assert "backgroundjobs.bgjobs.dev" in crds
