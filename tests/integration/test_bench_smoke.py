@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devcluster.cluster import SOURCE_PATH
+
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = [
     "1. Reconcile throughput",
@@ -40,7 +42,7 @@ def test_bench_smoke_writes_every_section_with_numbers(tmp_path: Path) -> None:
             str(tmp_path / "raw.json"),
         ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": SOURCE_PATH},
         capture_output=True,
         text=True,
         timeout=540,
