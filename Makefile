@@ -52,11 +52,14 @@ typecheck: venv ## mypy
 unit: venv ## unit tests (pure functions, no I/O)
 	$(PY) -m pytest tests/unit -q
 
-integration: venv system-deps cluster-bins ## integration tests on a fresh devcluster and a real redis-server
-	$(PY) -m pytest tests/integration -q
+integration: venv system-deps cluster-bins ## integration tests on a fresh devcluster and a real redis-server (not e2e)
+	$(PY) -m pytest tests/integration -q -m "not e2e"
 
-test: system-deps venv cluster-bins lint typecheck ## everything CI runs: lint, types, unit and integration tests
-	$(PY) -m pytest tests -q
+test: system-deps venv cluster-bins lint typecheck ## lint, types, unit and integration tests (CI runs make e2e after it)
+	$(PY) -m pytest tests -q -m "not e2e"
+
+e2e: system-deps venv cluster-bins image-deps ## build the images (podman, Debian base) and run them: node, helm install, jobs
+	$(PY) -m pytest tests -q -m e2e
 
 # The devcluster's helm (make cluster-bins), else one on PATH.
 HELM ?= $(shell $(PY) -c 'from devcluster import bins; print(bins.binary("helm"))' 2>/dev/null || command -v helm)
@@ -74,10 +77,19 @@ chart-lint: venv ## helm lint + helm template of charts/bgjobs: default values a
 	  $(HELM) template bgjobs charts/bgjobs --namespace bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
 	done; echo "chart OK"
 
-images: ## docker build bgjobs/operator and bgjobs/worker (needs Docker; not available on this project's CI)
-	@command -v docker >/dev/null || { echo "make images needs Docker"; exit 1; }
-	docker build -f operator/Dockerfile -t bgjobs/operator:$(IMAGE_TAG) .
-	docker build -f worker_image/Dockerfile -t bgjobs/worker:$(IMAGE_TAG) .
+images: ## build bgjobs/operator and bgjobs/worker: Docker when a daemon answers, else podman --isolation chroot (BASE=image)
+	$(PYTHON) -m devcluster.images build --tag $(IMAGE_TAG) $(if $(BASE),--base $(BASE))
+
+image-deps: ## install podman and mmdebstrap (Debian packages) to build images without Docker
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman mmdebstrap; }
+
+base-image: image-deps ## a python3 base image from Debian's packages (mmdebstrap + podman import; cached by recipe)
+	$(PYTHON) -m devcluster.images base
+
+images-debian: image-deps ## make images with podman on the base-image: what CI and make e2e use, no registry needed
+	IMAGE_BUILDER=podman $(PYTHON) -m devcluster.images build --tag $(IMAGE_TAG) --debian-base
+	$(PYTHON) -m devcluster.images sizes --tag $(IMAGE_TAG)
 
 kind-e2e: images ## (needs Docker + kind; not run in CI) install the chart on kind, run examples/backgroundjob-*.yaml
 	@command -v kind >/dev/null && command -v kubectl >/dev/null || { echo "kind-e2e needs kind and kubectl"; exit 1; }
@@ -99,11 +111,11 @@ kind-e2e: images ## (needs Docker + kind; not run in CI) install the chart on ki
 	kubectl --context kind-$(KIND_CLUSTER) get backgroundjobs,deadletters -n default
 	@echo "kind-e2e passed; delete the cluster with: kind delete cluster --name $(KIND_CLUSTER)"
 
-.PHONY: crds chart-lint images kind-e2e
+.PHONY: crds chart-lint images image-deps base-image images-debian kind-e2e
 
 bench: system-deps venv cluster-bins ## benchmarks vs baselines on a devcluster of their own (~10 min); writes docs/benchmarks.md
 	$(PY) -m bench
 
 .PHONY: bench
 
-.PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test
+.PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test e2e

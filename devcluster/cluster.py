@@ -39,11 +39,15 @@ CONTROLLERS = ",".join(
         "serviceaccount",
         "serviceaccount-token",
         "root-ca-cert-publisher",
+        # The chart's operator is a Deployment (make e2e installs it).
+        "deployment",
+        "replicaset",
     ]
 )
 NODE_NAME = "process-node"
-# Where the repository's importable packages live (bgjobs and devcluster at the root).
-REPO_PACKAGES = ("", "operator", "worker_image")
+# This checkout's packages first: the virtualenv's editable install may point at another
+# checkout (a git worktree), whose operator and worker must not be the ones that run.
+SOURCE_PATH = bins.source_path()
 
 
 @dataclass
@@ -241,7 +245,11 @@ def status(state_dir: Path) -> ClusterInfo | None:
     return info
 
 
-def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> ClusterInfo:
+def up(
+    state_dir: Path, name: str = "devcluster", timeout: float = 120, run_images: bool = False
+) -> ClusterInfo:
+    """Start a cluster. With run_images, the process node runs containers whose image is in
+    local podman storage in that image's root filesystem (devcluster/containers.py)."""
     state_dir = state_dir.resolve()
     running = status(state_dir)
     if running:
@@ -307,6 +315,8 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
+            # The node registers 127.0.0.1: never resolve its name through the machine's DNS.
+            "--kubelet-preferred-address-types=InternalIP",
             f"--cert-dir={pki}",
             "--profiling=false",
             f"--audit-log-path={state_dir / 'logs' / 'audit.log'}",
@@ -361,6 +371,7 @@ def up(state_dir: Path, name: str = "devcluster", timeout: float = 120) -> Clust
             f"--kubeconfig={kubeconfig}",
             f"--state-dir={state_dir}",
             f"--node-name={NODE_NAME}",
+            *(["--run-images"] if run_images else []),
         ],
         state_dir,
         env={"PYTHONPATH": bins.source_path()},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -28,11 +29,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from devcluster import containers, images, probes, sandbox
 from devcluster.kube import ApiError, Kube
+from devcluster.kubeletapi import KubeletApi
 
 log = logging.getLogger("process-node")
 MAX_TERMINATION_MESSAGE = 4096
+REFUSED_RETRY_SECONDS = 5
+# Back-off between restarts of a container: doubles from this, up to the cap (the kubelet's
+# CrashLoopBackOff starts at 10 s and caps at 5 min; shorter here, for tests).
+RESTART_BACKOFF_SECONDS = 1.0
+RESTART_BACKOFF_CAP_SECONDS = 30.0
 FALLBACK_LOG_LINES = 80
 
 
@@ -98,13 +107,33 @@ def field_ref(pod: dict[str, Any], path: str, node: str) -> str:
 
 
 class ProcessNode:
-    def __init__(self, kube: Kube, node_name: str, state_dir: Path) -> None:
+    def __init__(
+        self, kube: Kube, node_name: str, state_dir: Path, run_images: bool = False
+    ) -> None:
         self.kube = kube
         self.node = node_name
         self.state_dir = state_dir
+        # Run containers in their image's root filesystem when the image is in local
+        # podman storage (devcluster/containers.py); host processes otherwise.
+        self.run_images = run_images
+        self.api = urlsplit(kube.server)
         self.runs: dict[str, PodRun] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.kubelet_api: KubeletApi | None = None
+        pki = state_dir / "pki"
+        if (pki / "apiserver.crt").exists():
+            self.kubelet_api = KubeletApi(
+                state_dir, pki / "apiserver.crt", pki / "apiserver.key", self.running
+            )
+            self.kubelet_api.start()
+
+    def running(self, namespace: str, name: str) -> bool:
+        with self.lock:
+            return any(
+                r.pod["metadata"]["namespace"] == namespace and r.pod["metadata"]["name"] == name
+                for r in self.runs.values()
+            )
 
     # --- node registration -------------------------------------------------------------
     def register(self) -> None:
@@ -141,6 +170,12 @@ class ProcessNode:
                     {"type": "InternalIP", "address": "127.0.0.1"},
                     {"type": "Hostname", "address": self.node},
                 ],
+                # Where the API server reaches the node's containerLogs (kubectl logs).
+                **(
+                    {"daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_api.port}}}
+                    if self.kubelet_api
+                    else {}
+                ),
                 "nodeInfo": {
                     "kubeletVersion": "process-node",
                     "operatingSystem": "linux",
@@ -243,6 +278,16 @@ class PodRun:
         self.done = threading.Event()
         self.plock = threading.Lock()
         self.restart_counts: dict[str, int] = {}
+        self.volumes: containers.PodVolumes | None = None
+        self.refusals: dict[str, str] = {}
+        self.boxes: dict[str, sandbox.Sandbox] = {}
+        # What a Running report says of each container: start, readiness, last termination.
+        self.slock = threading.Lock()
+        self.started_at = now()
+        self.container_starts: dict[str, str] = {}
+        self.ready: dict[str, bool] = {}
+        self.last_states: dict[str, dict[str, Any]] = {}
+        self.finished = False
 
     def terminate(self, grace: int) -> None:
         with self.plock:
@@ -280,6 +325,9 @@ class PodRun:
                 return self.report_final({container["name"]: (code, "")}, started)
 
         containers = spec["containers"]
+        for container in containers:
+            if not self.preflight(container):
+                return self.report_final({container["name"]: (137, "")}, started)
         self.report_running(started, {c["name"]: started for c in containers})
         results: dict[str, tuple[int, str]] = {}
         threads = []
@@ -303,14 +351,29 @@ class PodRun:
         policy = self.pod["spec"].get("restartPolicy", "Always")
         restarts = 0
         while True:
-            try:
-                argv, env, cwd = self.prepare(container)
-            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-                return 128, f"process node cannot start container: {exc}"
             tm_file = self.dir / f"{name}.termination-log"
             tm_file.write_text("")
+            tm_file.chmod(0o666)  # the container's user writes it
             tm_path = container.get("terminationMessagePath", "/dev/termination-log")
-            argv = _with_termination_file(argv, tm_file, tm_path)
+            box_name = ""
+            try:
+                if self.in_image(container):
+                    box_name = self.container_name(name)
+                    argv = self.prepare_image(container, box_name, tm_file, tm_path)
+                    env, cwd = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, str(self.dir)
+                else:
+                    argv, env, cwd = self.prepare(container)
+                    argv = _with_termination_file(argv, tm_file, tm_path)
+            except containers.ContainerError as exc:
+                if box_name:
+                    images.remove(box_name)
+                if not self.wait_refused(container, exc):
+                    return 137, ""
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                if box_name:
+                    images.remove(box_name)
+                return 128, f"process node cannot start container: {exc}"
             log_file = self.dir / f"{name}.log"
             with self.plock:
                 if self.deleted:
@@ -326,7 +389,22 @@ class PodRun:
                         start_new_session=True,
                     )
                 self.procs[name] = proc
+            prober = None
+            if not init:
+                prober = probes.Prober(
+                    container,
+                    proc.pid,
+                    self.boxes.get(name) if box_name else None,
+                    env,
+                    functools.partial(self.set_ready, name),
+                    functools.partial(self.kill_container, proc),
+                )
+                prober.start()
             code = self.wait(proc)
+            if prober is not None:
+                prober.stop()
+            if box_name:
+                images.remove(box_name)
             message = tm_file.read_text(errors="replace")[:MAX_TERMINATION_MESSAGE]
             if (
                 not message
@@ -335,17 +413,63 @@ class PodRun:
             ):
                 lines = log_file.read_text(errors="replace").splitlines()[-FALLBACK_LOG_LINES:]
                 message = "\n".join(lines)[-MAX_TERMINATION_MESSAGE:]
-            if (
-                code != 0
-                and policy == "OnFailure"
-                and not self.deleted
-                and not self.deadline_exceeded
-                and not init
-            ):
+            restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+            if restart and not self.deleted and not self.deadline_exceeded and not init:
                 restarts += 1
                 self.restart_counts[name] = restarts
+                if policy == "Always" and not self.backoff(restarts):
+                    return code, message
+                self.restarted(container, code, message)
                 continue
             return code, message
+
+    def backoff(self, restarts: int) -> bool:
+        """Wait before a restart; False when the pod is deleted meanwhile."""
+        delay = min(RESTART_BACKOFF_SECONDS * 2 ** (restarts - 1), RESTART_BACKOFF_CAP_SECONDS)
+        until = time.monotonic() + delay
+        while time.monotonic() < until:
+            if self.deleted:
+                return False
+            time.sleep(0.1)
+        return not self.deleted
+
+    def restarted(self, container: dict[str, Any], code: int, message: str) -> None:
+        """Report a container running again, with its restart count and last termination."""
+        name = container["name"]
+        with self.slock:
+            self.last_states[name] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "message": message,
+                    "startedAt": self.container_starts.get(name, now()),
+                    "finishedAt": now(),
+                    "containerID": f"process://{name}",
+                }
+            }
+            self.container_starts[name] = now()
+            self.ready[name] = "readinessProbe" not in container
+        self.publish_running()
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        with self.slock:
+            if self.ready.get(name) == ready:
+                return
+            self.ready[name] = ready
+        self.publish_running()
+
+    def kill_container(self, proc: subprocess.Popen[bytes]) -> None:
+        """What a failed liveness probe does: SIGTERM, SIGKILL after the grace period."""
+        grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        _signal_group(proc, signal.SIGTERM)
+
+        def kill() -> None:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+
+        timer = threading.Timer(grace, kill)
+        timer.daemon = True
+        timer.start()
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         while True:
@@ -361,7 +485,152 @@ class PodRun:
             if self.kill_after is not None and t > self.kill_after:
                 _signal_group(proc, signal.SIGKILL)
 
-    def prepare(self, container: dict[str, Any]) -> tuple[list[str], dict[str, str], str]:
+    # --- containers in images ------------------------------------------------------------
+    def in_image(self, container: dict[str, Any]) -> bool:
+        """Run in the image when the node runs images and the image is in local storage.
+        Otherwise a container with a command runs as a host process, as ever; one without
+        has nothing to run: its image cannot be pulled."""
+        if not self.node.run_images:
+            return False
+        image = container.get("image", "")
+        if image and images.exists(image):
+            return True
+        if not container.get("command"):
+            raise containers.ContainerError(
+                "ErrImagePull",
+                f'failed to pull image "{image}": not in the node\'s local storage '
+                "(the process node pulls from no registry)",
+            )
+        return False
+
+    def preflight(self, container: dict[str, Any]) -> bool:
+        """What the kubelet checks before it reports a container running: the image is
+        there and the user is allowed. Waits (reporting why) until then; False once the
+        pod is being deleted."""
+        while True:
+            try:
+                if self.in_image(container):
+                    image = container["image"]
+                    containers.identity(
+                        self.pod, container, images.config(image), images.mount(image)
+                    )
+                return True
+            except containers.ContainerError as exc:
+                if not self.wait_refused(container, exc):
+                    return False
+
+    def container_name(self, name: str) -> str:
+        return f"bgjobs-node-{self.pod['metadata']['uid'][:13]}-{name}"[:63]
+
+    def prepare_image(
+        self, container: dict[str, Any], box_name: str, tm_file: Path, tm_path: str
+    ) -> list[str]:
+        if self.volumes is None:
+            volumes = containers.PodVolumes(
+                self.pod,
+                self.dir,
+                self._object,
+                self._token,
+                lambda path: field_ref(self.pod, path, self.node.node),
+            )
+            volumes.prepare()
+            self.volumes = volumes
+        image = container["image"]
+        cfg = images.config(image)
+        container_env = self.container_env(container)
+        # $(VAR) references in command and args, never in the image's entrypoint and cmd.
+        container = {
+            **container,
+            **{
+                key: [expand(a, container_env) for a in container[key]]
+                for key in ("command", "args")
+                if container.get(key)
+            },
+        }
+        root = images.create(image, box_name)
+        env = containers.environment(
+            cfg,
+            container_env,
+            self.node.api.hostname or "127.0.0.1",
+            self.node.api.port or 443,
+            self.pod["metadata"]["name"],
+        )
+        listing = self.node.kube.request("GET", "/api/v1/services") or {}
+        services = [
+            (i["metadata"]["name"], i["metadata"]["namespace"]) for i in listing.get("items", [])
+        ]
+        mounts = [
+            *containers.pod_files(self.pod, self.dir, services),
+            *self.volumes.mounts(container),
+            sandbox.Mount(str(tm_file), tm_path),
+        ]
+        box = containers.sandbox(self.pod, container, cfg, root, env, mounts)
+        self.boxes[container["name"]] = box
+        spec = self.dir / f"{container['name']}.sandbox.json"
+        box.write(spec)
+        return sandbox.command(spec)
+
+    def _object(self, kind: str, name: str) -> dict[str, Any] | None:
+        ns = self.pod["metadata"]["namespace"]
+        return self.node.kube.request("GET", f"/api/v1/namespaces/{ns}/{kind}/{name}", ok404=True)
+
+    def _token(self, source: dict[str, Any]) -> str:
+        """A bound service-account token, as the kubelet asks for one (TokenRequest)."""
+        md = self.pod["metadata"]
+        sa = self.pod["spec"].get("serviceAccountName") or "default"
+        spec: dict[str, Any] = {
+            "expirationSeconds": source.get("expirationSeconds", 3607),
+            "boundObjectRef": {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "name": md["name"],
+                "uid": md["uid"],
+            },
+        }
+        if source.get("audience"):
+            spec["audiences"] = [source["audience"]]
+        answer = self.node.kube.request(
+            "POST",
+            f"/api/v1/namespaces/{md['namespace']}/serviceaccounts/{sa}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        )
+        return str((answer or {})["status"]["token"])
+
+    def wait_refused(self, container: dict[str, Any], exc: containers.ContainerError) -> bool:
+        """Report the container waiting (e.g. CreateContainerConfigError, ImagePullBackOff)
+        and retry later, as the kubelet does; False once the pod is being deleted."""
+        log.info("pod %s: %s: %s", self.pod["metadata"]["name"], exc.reason, exc.message)
+        if exc.reason == "ErrImagePull" and self.refusals.get(container["name"]) == exc.reason:
+            exc = containers.ContainerError(
+                "ImagePullBackOff", f"Back-off pulling image: {exc.message}"
+            )
+        self.refusals[container["name"]] = exc.reason
+        self.node.kube.patch_status(
+            pod_path(self.pod),
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": container["name"],
+                        "ready": False,
+                        "started": False,
+                        "restartCount": 0,
+                        "image": container.get("image", ""),
+                        "imageID": "",
+                        "state": {"waiting": {"reason": exc.reason, "message": exc.message}},
+                    }
+                ],
+            },
+        )
+        until = time.monotonic() + REFUSED_RETRY_SECONDS
+        while time.monotonic() < until:
+            if self.deleted:
+                return False
+            time.sleep(0.2)
+        return not self.deleted
+
+    def container_env(self, container: dict[str, Any]) -> dict[str, str]:
+        """The container's env and envFrom, with fieldRefs and $(VAR) references resolved."""
         ns = self.pod["metadata"]["namespace"]
         env: dict[str, str] = {}
         for src in container.get("envFrom", []):
@@ -381,6 +650,10 @@ class PodRun:
                         env[item["name"]] = value
             else:
                 env[item["name"]] = expand(item.get("value", ""), env)
+        return env
+
+    def prepare(self, container: dict[str, Any]) -> tuple[list[str], dict[str, str], str]:
+        env = self.container_env(container)
         command = [expand(a, env) for a in container.get("command", [])]
         args = [expand(a, env) for a in container.get("args", [])]
         argv = command + args
@@ -425,36 +698,52 @@ class PodRun:
 
     # --- status reports ----------------------------------------------------------------
     def report_running(self, started: str, container_starts: dict[str, str]) -> None:
-        ts = now()
-        self.node.kube.patch_status(
-            pod_path(self.pod),
-            {
+        spec_containers = {c["name"]: c for c in self.pod["spec"]["containers"]}
+        with self.slock:
+            self.started_at = started
+            self.container_starts = dict(container_starts)
+            # Ready at once without a readiness probe; with one, when it first passes.
+            self.ready = {
+                n: "readinessProbe" not in spec_containers.get(n, {}) for n in container_starts
+            }
+        self.publish_running()
+
+    def publish_running(self) -> None:
+        with self.slock:
+            if self.finished or self.deleted:
+                return
+            ts = now()
+            ready = "True" if all(self.ready.values()) else "False"
+            status = {
                 "phase": "Running",
-                "startTime": started,
+                "startTime": self.started_at,
                 "hostIP": "127.0.0.1",
                 "podIP": "127.0.0.1",
                 "podIPs": [{"ip": "127.0.0.1"}],
                 "conditions": [
-                    _cond(t, "True", ts)
-                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                    *(_cond(t, "True", ts) for t in ("PodScheduled", "Initialized")),
+                    *(_cond(t, ready, ts) for t in ("ContainersReady", "Ready")),
                 ],
                 "containerStatuses": [
                     {
                         "name": n,
-                        "ready": True,
+                        "ready": self.ready.get(n, False),
                         "started": True,
-                        "restartCount": 0,
+                        "restartCount": self.restart_counts.get(n, 0),
                         "image": _image(self.pod, n),
                         "imageID": "",
                         "containerID": f"process://{n}",
                         "state": {"running": {"startedAt": s}},
+                        **({"lastState": self.last_states[n]} if n in self.last_states else {}),
                     }
-                    for n, s in container_starts.items()
+                    for n, s in self.container_starts.items()
                 ],
-            },
-        )
+            }
+        self.node.kube.patch_status(pod_path(self.pod), status)
 
     def report_final(self, results: dict[str, tuple[int, str]], started: str) -> None:
+        with self.slock:
+            self.finished = True
         ts = now()
         ok = all(code == 0 for code, _ in results.values()) and not self.deadline_exceeded
         status: dict[str, Any] = {
@@ -512,6 +801,15 @@ def _image(pod: dict[str, Any], name: str) -> str:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """A host process: its whole process group. A container in an image: SIGTERM to its PID 1
+    only, as a container runtime does (PID 1 gets it only if it handles it; its children
+    never do); SIGKILL to everything, which ends the PID namespace."""
+    if sig != signal.SIGKILL and sandbox.is_command(proc.args):
+        init = probes.container_init(proc.pid)
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(init, sig)
+            return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
@@ -558,9 +856,14 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--node-name", default="process-node")
+    parser.add_argument(
+        "--run-images",
+        action="store_true",
+        help="run containers in their image's root filesystem when it is in podman storage",
+    )
     opts = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    node = ProcessNode(Kube(opts.kubeconfig), opts.node_name, opts.state_dir)
+    node = ProcessNode(Kube(opts.kubeconfig), opts.node_name, opts.state_dir, opts.run_images)
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping pods", signum)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from devcluster import bins, cluster
+from devcluster import bins, cluster, images
 from tests.integration.support import (
     AlertSink,
     BgJobs,
@@ -144,3 +144,51 @@ def operator(
 def bgjobs(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> BgJobs:
     """Create and read bgjobs resources in this test's namespace."""
     return BgJobs(client.CustomObjectsApi(api_client), namespace)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """bgjobs/operator and bgjobs/worker built with podman on the base made from Debian's
+    packages, as CI builds them. The base is cached in podman storage by its recipe and
+    podman's layer cache makes a rebuild of unchanged sources take seconds."""
+    tag = os.environ.get("BGJOBS_E2E_TAG", "e2e")
+    base = images.build_base()
+    images.build(tag, base, tool="podman")
+    return {
+        "base": base,
+        "tag": tag,
+        "operator": f"{images.OPERATOR}:{tag}",
+        "worker": f"{images.WORKER}:{tag}",
+        "examples": images.build_examples(tag, tool="podman"),
+    }
+
+
+@pytest.fixture(scope="session")
+def image_cluster() -> Iterator[cluster.ClusterInfo]:
+    """A devcluster whose node runs containers in their images (podman storage)."""
+    state = Path(tempfile.mkdtemp(prefix="bgjobs-e2e-"))
+    info = cluster.up(state, name="e2e", run_images=True)
+    try:
+        yield info
+    finally:
+        cluster.down(state)
+        if not os.environ.get("BGJOBS_KEEP_TEST_STATE"):
+            shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def image_core(image_cluster: cluster.ClusterInfo) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=image_cluster.kubeconfig))
+
+
+@pytest.fixture
+def image_namespace(image_core: client.CoreV1Api) -> Iterator[str]:
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    image_core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: image_core.read_namespaced_service_account("default", name),
+        timeout=30,
+        what=f"default ServiceAccount in {name}",
+    )
+    yield name
+    image_core.delete_namespace(name)

@@ -171,3 +171,29 @@ def test_restricted_namespace_refuses_privileged_pod(
 def test_version_is_the_pinned_release(kubectl) -> None:  # type: ignore[no-untyped-def]
     out = kubectl("get", "--raw", "/version").stdout
     assert json.loads(out)["gitVersion"] == bins.versions()["KUBERNETES_VERSION"]
+
+
+def test_kubectl_logs_reads_the_nodes_container_output(
+    core: client.CoreV1Api, namespace: str, kubectl
+) -> None:  # type: ignore[no-untyped-def]
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "talker"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {"name": "main", "image": "ignored", "command": ["sh", "-c", "seq 1 5"]}
+                ],
+            },
+        },
+    )
+    wait_for(
+        lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Succeeded",
+        timeout=30,
+        what="the pod to succeed",
+    )
+    # Through the API server: it dials the node at 127.0.0.1 (its InternalIP), never DNS.
+    assert core.read_namespaced_pod_log("talker", namespace) == "1\n2\n3\n4\n5\n"
+    logs = kubectl("logs", "-n", namespace, "talker", "--tail=2")
+    assert logs.stdout == "4\n5\n"

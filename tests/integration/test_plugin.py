@@ -88,7 +88,8 @@ def test_a_succeeding_job_submit_watch_list_describe_logs(plugin: Run) -> None:
 
     logs = plugin("logs", "prog")
     assert logs.returncode == 0, logs.stderr
-    assert "devcluster process node file" in logs.stderr
+    # Through the API server's pod log: the node serves containerLogs at 127.0.0.1.
+    assert "(Kubernetes API)" in logs.stderr, logs.stderr
     records = [json.loads(line) for line in logs.stdout.splitlines() if line.startswith("{")]
     finished = [r for r in records if r["msg"].startswith("attempt finished")]
     assert finished and finished[-1]["status"] == "SUCCESS"
