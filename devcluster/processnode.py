@@ -103,6 +103,9 @@ class ProcessNode:
         self.node = node_name
         self.state_dir = state_dir
         self.runs: dict[str, PodRun] = {}
+        # Every pod uid this node process started: a stale watch event (the pod's own
+        # Running report, delivered after the run ended) must never start it a second time.
+        self.started: set[str] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -196,11 +199,61 @@ class ProcessNode:
         if spec["nodeName"] != self.node or phase in ("Succeeded", "Failed"):
             return
         with self.lock:
-            if uid in self.runs:
+            if uid in self.started:
                 return
-            run = PodRun(self, pod)
-            self.runs[uid] = run
+            self.started.add(uid)
+            # Reported running by an earlier node process that died: its containers are
+            # gone (or orphaned). Like kubelet after a reboot, report them lost rather than
+            # run the pod a second time.
+            run = None if phase == "Running" else PodRun(self, pod)
+            if run is not None:
+                self.runs[uid] = run
+        if run is None:
+            self.report_lost(pod)
+            return
         threading.Thread(target=run.main, name=f"pod-{md['name']}", daemon=True).start()
+
+    def report_lost(self, pod: dict[str, Any]) -> None:
+        """A pod a previous node process ran: kill what is left of it, report it Failed
+        with kubelet's ContainerStatusUnknown (exit 137)."""
+        md = pod["metadata"]
+        pod_dir = self.state_dir / "pods" / md["namespace"] / md["name"]
+        for pid in _pids_in(pod_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        ts = now()
+        self.kube.patch_status(
+            pod_path(pod),
+            {
+                "phase": "Failed",
+                "conditions": [
+                    _cond("Ready", "False", ts, "PodCompleted"),
+                    _cond("ContainersReady", "False", ts, "PodCompleted"),
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "ready": False,
+                        "started": False,
+                        "restartCount": 0,
+                        "image": _image(pod, c["name"]),
+                        "imageID": "",
+                        "containerID": f"process://{c['name']}",
+                        "state": {
+                            "terminated": {
+                                "exitCode": 137,
+                                "reason": "ContainerStatusUnknown",
+                                "message": "The container could not be located when the pod "
+                                "was terminated",
+                                "finishedAt": ts,
+                            }
+                        },
+                    }
+                    for c in pod["spec"]["containers"]
+                ],
+            },
+        )
+        log.info("pod %s/%s was lost with an earlier node process", md["namespace"], md["name"])
 
     def bind(self, pod: dict[str, Any]) -> None:
         md = pod["metadata"]
@@ -495,6 +548,21 @@ class PodRun:
         self.node.kube.patch_status(pod_path(self.pod), status)
         if self.deleted:
             self.node.finish_delete(self.pod)
+
+
+def _pids_in(directory: Path) -> list[int]:
+    """Processes working in directory (a pod's containers run in their pod's directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == directory or directory in cwd.parents:
+            found.append(int(entry.name))
+    return found
 
 
 def _cond(type_: str, status: str, ts: str, reason: str | None = None) -> dict[str, Any]:
