@@ -457,14 +457,15 @@ def peering_takeover(r: Run) -> tuple[str, dict[str, Any]]:
     for op in ops:
         op.start()
 
-    def standby() -> OperatorRun | None:
-        paused = [
-            op for op in ops if "Pausing operations" in op.log_path.read_text(errors="replace")
+    def leader() -> OperatorRun | None:
+        # Both start paused; the one with the higher priority logs that it resumes.
+        resumed = [
+            op for op in ops if "Resuming operations" in op.log_path.read_text(errors="replace")
         ]
-        return paused[0] if len(paused) == 1 else None
+        return resumed[0] if len(resumed) == 1 else None
 
-    passive = _until(standby, 90, "one replica to pause in favour of the other")
-    active = ops[1] if passive is ops[0] else ops[0]
+    active = _until(leader, 90, "one replica to resume operations")
+    passive = ops[1] if active is ops[0] else ops[0]
     r.submit_all()
     r.wait_submitted_fraction(0.3)
     passive_log = passive.log_path.read_text(errors="replace")

@@ -34,6 +34,7 @@ from devcluster.kube import ApiError, Kube
 log = logging.getLogger("process-node")
 MAX_TERMINATION_MESSAGE = 4096
 FALLBACK_LOG_LINES = 80
+STATUS_RETRY_SECONDS = 600
 
 
 def now() -> str:
@@ -222,7 +223,7 @@ class ProcessNode:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         ts = now()
-        self.kube.patch_status(
+        self.patch_status(
             pod_path(pod),
             {
                 "phase": "Failed",
@@ -254,6 +255,26 @@ class ProcessNode:
             },
         )
         log.info("pod %s/%s was lost with an earlier node process", md["namespace"], md["name"])
+
+    def patch_status(self, path: str, status: dict[str, Any]) -> None:
+        """A pod status report, retried while the API server is unreachable (kubelet keeps
+        syncing a pod's status until it gets through): a report lost during an API server
+        restart would leave the pod Running for good."""
+        deadline = time.monotonic() + STATUS_RETRY_SECONDS
+        while True:
+            try:
+                self.kube.patch_status(path, status)
+                return
+            except ApiError as exc:
+                if exc.status < 500 and exc.status != 429:
+                    raise
+                failure: Exception = exc
+            except Exception as exc:  # noqa: BLE001 - connection refused, reset, timeout
+                failure = exc
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                raise failure
+            log.warning("status report for %s failed (%s); retrying", path, failure)
+            time.sleep(1)
 
     def bind(self, pod: dict[str, Any]) -> None:
         md = pod["metadata"]
@@ -479,7 +500,7 @@ class PodRun:
     # --- status reports ----------------------------------------------------------------
     def report_running(self, started: str, container_starts: dict[str, str]) -> None:
         ts = now()
-        self.node.kube.patch_status(
+        self.node.patch_status(
             pod_path(self.pod),
             {
                 "phase": "Running",
@@ -545,7 +566,7 @@ class PodRun:
                 reason="DeadlineExceeded",
                 message="Pod was active on the node longer than the specified deadline",
             )
-        self.node.kube.patch_status(pod_path(self.pod), status)
+        self.node.patch_status(pod_path(self.pod), status)
         if self.deleted:
             self.node.finish_delete(self.pod)
 
