@@ -784,6 +784,8 @@ def measure(opts: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 raw["results"][name] = {"error": traceback.format_exc()}
                 say(f"{name} FAILED:\n{traceback.format_exc()}")
             say(f"{name} done in {time.monotonic() - t0:.0f} s: {_brief(raw['results'][name])}")
+            if opts.json:  # what is done so far survives an interrupted run (--render it)
+                opts.json.write_text(json.dumps(raw, indent=1))
     finally:
         say("stopping the devcluster")
         teardown(b)
