@@ -820,10 +820,10 @@ def main(argv: list[str] | None = None) -> int:
     if opts.render:
         raw = json.loads(opts.render.read_text())
     else:
+        opts.json = opts.json or Path(tempfile.gettempdir()) / f"{opts.output.stem}-raw.json"
         raw = measure(opts, argv)
-        saved = opts.json or Path(tempfile.gettempdir()) / f"{opts.output.stem}-raw.json"
-        saved.write_text(json.dumps(raw, indent=1))
-        say(f"raw results saved to {saved}")
+        opts.json.write_text(json.dumps(raw, indent=1))
+        say(f"raw results saved to {opts.json}")
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(render(raw))
     say(f"wrote {opts.output}")

@@ -32,7 +32,7 @@ def test_chaos_smoke_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         **os.environ,
         "PYTHONPATH": bins.source_path(),
         "CHAOS_N": "30",
-        "CHAOS_KILLS": "3",
+        "CHAOS_KILLS": "2",
         "CHAOS_LONG_STEPS": "5",
         "CHAOS_DEADLINE": "150",
     }
