@@ -734,16 +734,52 @@ def render(raw: dict[str, Any]) -> str:
         secs = res["seconds_to_terminal"]
         out += [
             f"| task executions / attempts counted | {res['executions']} / {res['attempts']} |",
+            f"| executions the burst needs without failures | {planned_runs(res['jobs'])} |",
             f"| every job terminal after | "
             f"{f'{secs:.1f} s' if secs is not None else 'not by the deadline'} |",
         ]
         out += [f"| {k} | {v} |" for k, v in res["extra"].items()]
+        for note in findings(name, res):
+            out += ["", note]
         if res["details"]:
             out += ["", "What was counted:", ""]
             out += [f"* {d}" for d in res["details"][:30]]
             if len(res["details"]) > 30:
                 out.append(f"* ... and {len(res['details']) - 30} more")
     return "\n".join(out).rstrip() + "\n"
+
+
+def findings(name: str, res: dict[str, Any]) -> list[str]:
+    """The explanation of a known non-zero figure (README, "Restart safety": open limits)."""
+    notes = []
+    if name.startswith("redis-") and res["progress_lost"]:
+        notes.append(
+            "**Why progress was lost (open limit).** Progress travels only through Redis. A "
+            "long job that ran while Redis was down could not store any of its reports, and "
+            "its result and outcome came through the termination message, which carries no "
+            "progress: it ended `Succeeded` with an empty `status.progress`. Reports made "
+            "after Redis returned were kept. Closing it: the worker puts its last progress "
+            "snapshot in the termination message and the operator uses it when Redis has "
+            "none."
+        )
+    if name.startswith("redis-") and res["attempts"] > planned_runs(res["jobs"]):
+        notes.append(
+            f"**Why more attempts than the burst needs ({res['attempts']} for "
+            f"{planned_runs(res['jobs'])}; not a duplicate: each is counted by the Job).** "
+            "The attempt number comes from a Redis counter. While Redis is down the worker "
+            "assumes attempt 1 (it logs `attempt number unknown without Redis`), and after "
+            "Redis returns empty the counter starts again at 1, so `chaos.flaky`, which "
+            "fails on attempt 1 only, failed again on its later attempts and spent retries "
+            "(`ctx.is_last_attempt` is wrong the same way). Open limit: without Redis nothing "
+            "in a pod of a non-indexed Job tells its attempt number (the downward API has "
+            "none), so a task's attempt-dependent logic is only as good as Redis."
+        )
+    return notes
+
+
+def planned_runs(jobs: int) -> int:
+    """One execution per job, two per retried job (it fails once on purpose)."""
+    return jobs + sum(1 for i in range(jobs) if i % 20 < 3)
 
 
 def _cell(value: int) -> str:
