@@ -774,6 +774,16 @@ def findings(name: str, res: dict[str, Any]) -> list[str]:
             "in a pod of a non-indexed Job tells its attempt number (the downward API has "
             "none), so a task's attempt-dependent logic is only as good as Redis."
         )
+    if name == "etcd-restart" and (res["seconds_to_terminal"] or 0) > 200:
+        notes.append(
+            "**Why it took this long.** Not the operator: every BackgroundJob had its Job "
+            "within seconds (in the run recorded here at most 10 s, per the audit log). "
+            "After the etcd restart the process node (the devcluster's "
+            "kubelet stand-in) missed the creation of a pod made around the moment etcd "
+            "died and found it only at its next full relist (its pod watch ends every "
+            "5 minutes); that pod stayed Pending, unbound, until then. A devcluster limit "
+            "(`devcluster/processnode.py` lists pods only when its watch ends)."
+        )
     return notes
 
 
