@@ -118,4 +118,9 @@ bench: system-deps venv cluster-bins ## benchmarks vs baselines on a devcluster 
 
 .PHONY: bench
 
+chaos: system-deps venv cluster-bins ## failure injection (operator, Redis, API server, etcd, node) during job bursts; writes docs/reliability.md (CHAOS_N=500)
+	$(PY) -m bench.chaos
+
+.PHONY: chaos
+
 .PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test e2e

@@ -481,3 +481,70 @@ def down(state_dir: Path) -> None:
         _stop(leftovers, grace=5)
     (state_dir / "cluster.json").unlink(missing_ok=True)
     shutil.rmtree(state_dir / "etcd-data", ignore_errors=True)
+
+
+def _readiness(info: ClusterInfo, name: str):
+    ca = Path(info.state_dir, "pki", "ca.crt")
+    if name == "etcd":
+        return lambda: _http_ok(f"http://127.0.0.1:{info.ports['etcd']}/health")
+    if name == "kube-apiserver":
+        return lambda: _https_ok(f"{info.server}/readyz", info.token, ca)
+    if name == "kube-controller-manager":
+        port = info.ports["controller-manager"]
+        return lambda: _https_ok(f"https://127.0.0.1:{port}/healthz", info.token, None)
+    return lambda: _node_ready(info)
+
+
+def pod_processes(state_dir: Path) -> list[int]:
+    """The pod containers the process node runs (they work in <state>/pods/...)."""
+    pods = state_dir.resolve() / "pods"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if pods in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+def restart(
+    state_dir: Path,
+    name: str,
+    *,
+    down_for: float = 0.0,
+    sig: int = signal.SIGKILL,
+    with_pods: bool = False,
+    timeout: float = 120,
+) -> ClusterInfo:
+    """Stop one of the cluster's processes (etcd, kube-apiserver, kube-controller-manager,
+    process-node) with sig, keep its state (etcd's data directory stays), wait down_for
+    seconds and start it again with the same command line; returns once it is ready.
+    with_pods (process-node only): the pod processes die with it, as when a machine dies."""
+    state_dir = state_dir.resolve()
+    info = ClusterInfo.load(state_dir)
+    if info is None or name not in info.pids:
+        raise ValueError(f"no {name} in the cluster at {state_dir}")
+    pid = info.pids[name]
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    if with_pods:
+        for child in pod_processes(state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(down_for)
+    env = {"PYTHONPATH": bins.source_path()} if name == "process-node" else None
+    info.pids[name] = _spawn(name, argv, state_dir, env=env)
+    info.save()
+    _wait(f"{name} after a restart", _readiness(info, name), timeout, state_dir, name)
+    return info

@@ -43,6 +43,7 @@ REFUSED_RETRY_SECONDS = 5
 RESTART_BACKOFF_SECONDS = 1.0
 RESTART_BACKOFF_CAP_SECONDS = 30.0
 FALLBACK_LOG_LINES = 80
+STATUS_RETRY_SECONDS = 600
 
 
 def now() -> str:
@@ -118,6 +119,9 @@ class ProcessNode:
         self.run_images = run_images
         self.api = urlsplit(kube.server)
         self.runs: dict[str, PodRun] = {}
+        # Every pod uid this node process started: a stale watch event (the pod's own
+        # Running report, delivered after the run ended) must never start it a second time.
+        self.started: set[str] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.kubelet_api: KubeletApi | None = None
@@ -231,11 +235,81 @@ class ProcessNode:
         if spec["nodeName"] != self.node or phase in ("Succeeded", "Failed"):
             return
         with self.lock:
-            if uid in self.runs:
+            if uid in self.started:
                 return
-            run = PodRun(self, pod)
-            self.runs[uid] = run
+            self.started.add(uid)
+            # Reported running by an earlier node process that died: its containers are
+            # gone (or orphaned). Like kubelet after a reboot, report them lost rather than
+            # run the pod a second time.
+            run = None if phase == "Running" else PodRun(self, pod)
+            if run is not None:
+                self.runs[uid] = run
+        if run is None:
+            self.report_lost(pod)
+            return
         threading.Thread(target=run.main, name=f"pod-{md['name']}", daemon=True).start()
+
+    def report_lost(self, pod: dict[str, Any]) -> None:
+        """A pod a previous node process ran: kill what is left of it, report it Failed
+        with kubelet's ContainerStatusUnknown (exit 137)."""
+        md = pod["metadata"]
+        pod_dir = self.state_dir / "pods" / md["namespace"] / md["name"]
+        for pid in _pids_in(pod_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        ts = now()
+        self.patch_status(
+            pod_path(pod),
+            {
+                "phase": "Failed",
+                "conditions": [
+                    _cond("Ready", "False", ts, "PodCompleted"),
+                    _cond("ContainersReady", "False", ts, "PodCompleted"),
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "ready": False,
+                        "started": False,
+                        "restartCount": 0,
+                        "image": _image(pod, c["name"]),
+                        "imageID": "",
+                        "containerID": f"process://{c['name']}",
+                        "state": {
+                            "terminated": {
+                                "exitCode": 137,
+                                "reason": "ContainerStatusUnknown",
+                                "message": "The container could not be located when the pod "
+                                "was terminated",
+                                "finishedAt": ts,
+                            }
+                        },
+                    }
+                    for c in pod["spec"]["containers"]
+                ],
+            },
+        )
+        log.info("pod %s/%s was lost with an earlier node process", md["namespace"], md["name"])
+
+    def patch_status(self, path: str, status: dict[str, Any]) -> None:
+        """A pod status report, retried while the API server is unreachable (kubelet keeps
+        syncing a pod's status until it gets through): a report lost during an API server
+        restart would leave the pod Running for good."""
+        deadline = time.monotonic() + STATUS_RETRY_SECONDS
+        while True:
+            try:
+                self.kube.patch_status(path, status)
+                return
+            except ApiError as exc:
+                if exc.status < 500 and exc.status != 429:
+                    raise
+                failure: Exception = exc
+            except Exception as exc:  # noqa: BLE001 - connection refused, reset, timeout
+                failure = exc
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                raise failure
+            log.warning("status report for %s failed (%s); retrying", path, failure)
+            time.sleep(1)
 
     def bind(self, pod: dict[str, Any]) -> None:
         md = pod["metadata"]
@@ -739,7 +813,7 @@ class PodRun:
                     for n, s in self.container_starts.items()
                 ],
             }
-        self.node.kube.patch_status(pod_path(self.pod), status)
+        self.node.patch_status(pod_path(self.pod), status)
 
     def report_final(self, results: dict[str, tuple[int, str]], started: str) -> None:
         with self.slock:
@@ -781,9 +855,24 @@ class PodRun:
                 reason="DeadlineExceeded",
                 message="Pod was active on the node longer than the specified deadline",
             )
-        self.node.kube.patch_status(pod_path(self.pod), status)
+        self.node.patch_status(pod_path(self.pod), status)
         if self.deleted:
             self.node.finish_delete(self.pod)
+
+
+def _pids_in(directory: Path) -> list[int]:
+    """Processes working in directory (a pod's containers run in their pod's directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd == directory or directory in cwd.parents:
+            found.append(int(entry.name))
+    return found
 
 
 def _cond(type_: str, status: str, ts: str, reason: str | None = None) -> dict[str, Any]:

@@ -55,13 +55,15 @@ def processes_with(marker: str) -> list[int]:
 
 @dataclass
 class RedisServer:
-    """A real Debian redis-server on a free loopback port, no persistence."""
+    """A real Debian redis-server on a free loopback port, no persistence unless asked."""
 
     port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
     # requirepass: clients must AUTH (url_with_password) when set
     password: str | None = None
+    # persist: RDB snapshots and an append-only file fsynced on every write, in workdir
+    persist: bool = False
 
     @property
     def url(self) -> str:
@@ -73,9 +75,13 @@ class RedisServer:
 
     @classmethod
     def start(
-        cls, workdir: Path, port: int | None = None, password: str | None = None
+        cls,
+        workdir: Path,
+        port: int | None = None,
+        password: str | None = None,
+        persist: bool = False,
     ) -> RedisServer:
-        server = cls(port=port or free_port(), workdir=workdir, password=password)
+        server = cls(port=port or free_port(), workdir=workdir, password=password, persist=persist)
         server.resume()
         return server
 
@@ -88,10 +94,11 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *(
+                    ["--save", "60 1", "--appendonly", "yes", "--appendfsync", "always"]
+                    if self.persist
+                    else ["--save", "", "--appendonly", "no"]
+                ),
                 "--dir",
                 str(self.workdir),
                 *(["--requirepass", self.password] if self.password else []),
