@@ -145,6 +145,7 @@ class Runner:
         self.threads = threads
         self.settle_timeout = settle_timeout
         self.say = say
+        self._results: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     # --- set-up ------------------------------------------------------------------------
     def make_namespaces(self, count: int, prefix: str = "fuzz") -> list[str]:
@@ -188,7 +189,7 @@ class Runner:
                 list(pool.map(self._submit, cases))
             accepted = sum(1 for c in cases if c.extra.get("stored") is not None)
             self.say(f"{accepted} accepted, {len(cases) - accepted} refused at apply; waiting")
-            timed_out = not self._settle(cases, namespaces)
+            timed_out = not self._settle(cases, namespaces, watch.jobs)
             time.sleep(3)  # anything the operator would still do to a settled case
             objects = self._list_all(namespaces)
         finally:
@@ -270,11 +271,17 @@ class Runner:
             return _condition(status, "ReplayFailed") is not None or waited > 30
         return (replay.get("status") or {}).get("phase") in TERMINAL
 
-    def _settle(self, cases: list[Case], namespaces: list[str]) -> bool:
+    def _settle(
+        self,
+        cases: list[Case],
+        namespaces: list[str],
+        jobs: dict[tuple[str, str], dict[str, Any]],
+    ) -> bool:
         deadline = time.monotonic() + self.settle_timeout
         last_report = 0.0
         while True:
             objects = self._list_all(namespaces)
+            self._capture_results(objects, jobs)
             waiting = [c for c in cases if not self._settled(c, objects)]
             if not waiting:
                 return True
@@ -289,6 +296,29 @@ class Runner:
                 )
                 last_report = now
             time.sleep(2)
+
+    def _capture_results(
+        self,
+        objects: dict[tuple[str, str, str], dict[str, Any]],
+        jobs: dict[tuple[str, str], dict[str, Any]],
+    ) -> None:
+        """Read each finished job's Redis result as soon as it is there: it expires after
+        the job's resultTTLSeconds (60 s at the least), sooner than a long run ends."""
+        for (plural, ns, name), bj in objects.items():
+            if plural != "backgroundjobs":
+                continue
+            status = bj.get("status") or {}
+            if status.get("phase") != "Succeeded":
+                continue
+            key = (ns, name)
+            if key in self._results:
+                continue
+            job = jobs.get(key)
+            ours = job is not None and any(
+                ref.get("uid") == bj["metadata"]["uid"]
+                for ref in job["metadata"].get("ownerReferences") or []
+            )
+            self._results[key] = self._redis_result(status, job if ours else None)
 
     # --- judging -----------------------------------------------------------------------
     def _judge(
@@ -342,7 +372,8 @@ class Runner:
             return
         if phase == "Succeeded":
             case.outcome = "succeeded"
-            self._compare(case, bj["spec"], status, job if ours else None)
+            where = (bj["metadata"]["namespace"], bj["metadata"]["name"])
+            self._compare(case, bj["spec"], status, job if ours else None, where)
             if case.expect == "reject":
                 case.ok = False
                 case.detail = "an invalid manifest ran: " + case.detail
@@ -358,6 +389,7 @@ class Runner:
         spec: dict[str, Any],
         status: dict[str, Any],
         job: dict[str, Any] | None,
+        where: tuple[str, str],
     ) -> None:
         """What the task received (it returns its inputs) against what was submitted."""
         want = {"args": spec.get("args", []), "kwargs": spec.get("kwargs", {})}
@@ -368,7 +400,7 @@ class Runner:
         got_sources: dict[str, Any] = {}
         if "result" in status and status.get("result") is not None:
             got_sources["status.result"] = status["result"]
-        redis_doc = self._redis_result(status, job)
+        redis_doc = self._results.get(where) or self._redis_result(status, job)
         if redis_doc is not None:
             got_sources["redis"] = redis_doc.get("result")
         if not got_sources:
@@ -499,7 +531,7 @@ class Runner:
         job = jobs.get((ns, replay["metadata"]["name"]))
         # the replay must receive the letter's args and kwargs, as the API server stored them
         probe = Case(case.name, case.kind, case.category, case.expect, {"spec": dl["spec"]})
-        self._compare(probe, dl["spec"], rstatus, job)
+        self._compare(probe, dl["spec"], rstatus, job, (ns, replay["metadata"]["name"]))
         case.ok, case.detail = probe.ok, probe.detail
         if case.expect == "reject":
             case.ok = False
