@@ -45,6 +45,10 @@ MAX_ARGS = 64
 # nanoseconds) beyond about 9.2e9 s and then fail the Job at once, Redis refuses an expiry
 # that overflows, and the pod deadline adds a grace period to hardSeconds.
 MAX_SECONDS = 2**31 - 1
+# The pod's activeDeadlineSeconds (hardSeconds plus the operator's 30 s grace) must also fit
+# an int32 (pod validation), so hardSeconds stops 30 s short.
+HARD_LIMIT_GRACE_SECONDS = 30
+MAX_HARD_SECONDS = MAX_SECONDS - HARD_LIMIT_GRACE_SECONDS
 
 
 # An element of args: any JSON value, null included. Without `nullable`, CEL cannot read a
@@ -129,10 +133,10 @@ class RetryPolicy(Model):
 class TimeLimits(Model):
     """Per-attempt time limits (Celery's soft_time_limit / time_limit)."""
 
-    softSeconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
+    softSeconds: int | None = Field(None, ge=1, le=MAX_HARD_SECONDS)
     """Seconds after which SoftTimeLimitExceeded is raised inside the task, so it can
     clean up or save partial work."""
-    hardSeconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
+    hardSeconds: int | None = Field(None, ge=1, le=MAX_HARD_SECONDS)
     """Seconds after which the attempt is ended (exit code 4); the pod's
     activeDeadlineSeconds backs it up."""
 

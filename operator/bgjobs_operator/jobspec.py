@@ -11,13 +11,13 @@ import json
 from typing import Any
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import TaskTemplate
+from bgjobs.api.v1alpha1 import HARD_LIMIT_GRACE_SECONDS, TaskTemplate
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_worker.errors import ExitCode
 
-# The worker's own hard limit fires first; the pod deadline is the backstop for a task
-# stuck where Python signals cannot reach it.
-HARD_LIMIT_GRACE_SECONDS = 30
+# The worker's own hard limit fires first; the pod deadline (hardSeconds plus
+# HARD_LIMIT_GRACE_SECONDS, declared with the API's bound on hardSeconds) is the backstop for
+# a task stuck where Python signals cannot reach it.
 
 
 class InvalidSpec(ValueError):
