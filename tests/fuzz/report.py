@@ -78,7 +78,9 @@ DEFECTS = """\
    `activeDeadlineSeconds` = 2^63-1 overflowed the Job controller's clock and failed the job
    at once with `DeadlineExceeded` (and a DeadLetter); `resultTTLSeconds` = 2^63-1 made Redis
    refuse the result (`invalid expire time`), so it was kept only in the termination
-   message. Every duration is now at most 2^31-1 s (68 years), refused at apply beyond.
+   message; `hardSeconds` = 2^31-1 made the pod deadline (hard + 30 s) exceed the int32
+   pod validation allows, so the Job was refused. Every duration is now at most 2^31-1 s
+   (68 years), time limits 2^31-31 s, refused at apply beyond.
 4. *A NUL in an env value* made the pod unstartable (no process environment can hold one;
    the devcluster's node even reported it as a success, fixed too): `env[].value` now has a
    pattern refusing NUL at apply.
@@ -92,7 +94,8 @@ float `3.3e16` as the integer `33000000000000000`. Every client (kubectl include
 that value back, and the task receives exactly it; the table counts these under "API server
 float64". Send numbers beyond 2^53 as strings if they must be exact. Lone UTF-16 surrogates
 (not Unicode scalar values) are turned into U+FFFD by the API server's decoder and are not
-generated.
+generated. Client-side `kubectl apply` drops `null` values from maps before sending (apply
+reads them as "delete"); `kubectl create`, server-side apply and API clients keep them.
 """
 
 
