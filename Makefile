@@ -123,4 +123,11 @@ chaos: system-deps venv cluster-bins ## failure injection (operator, Redis, API 
 
 .PHONY: chaos
 
+FUZZ_COUNT ?= 1000
+FUZZ_SEED ?= 1
+fuzz: system-deps venv cluster-bins ## fuzzed manifests (FUZZ_COUNT=1000, FUZZ_SEED=1) vs a devcluster + operator; writes docs/reliability.md
+	$(PY) -m tests.fuzz --count $(FUZZ_COUNT) --seed $(FUZZ_SEED)
+
+.PHONY: fuzz
+
 .PHONY: help system-deps venv cluster-bins cluster-up cluster-down demo lint typecheck unit integration test e2e

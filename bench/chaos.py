@@ -851,6 +851,19 @@ def _brief(res: dict[str, Any]) -> str:
     return f"{figures}; terminal after {res['seconds_to_terminal']} s"
 
 
+FUZZ_HEADING = "\n## Fuzzed manifests"
+
+
+def _kept_sections(path: Path) -> str:
+    """The part of the document `make fuzz` writes (from its heading on): kept as it is."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    at = text.find(FUZZ_HEADING)
+    return text[at:] if at >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
@@ -871,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         opts.json.write_text(json.dumps(raw, indent=1))
         say(f"raw results saved to {opts.json}")
     opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(render(raw))
+    opts.output.write_text(render(raw) + _kept_sections(opts.output))
     say(f"wrote {opts.output}")
     failed = [n for n, res in raw["results"].items() if "error" in res]
     return 1 if failed else 0

@@ -408,7 +408,13 @@ class PodRun:
         for container in containers:
 
             def target(c: dict[str, Any] = container) -> None:
-                results[c["name"]] = self.run_container(c, started)
+                try:
+                    results[c["name"]] = self.run_container(c, started)
+                except Exception as exc:  # noqa: BLE001 - a container that cannot start
+                    # (a NUL byte in an env value, ...) fails, as a kubelet's StartError
+                    # would; it never counts as a success
+                    log.warning("container %s could not start: %s", c["name"], exc)
+                    results[c["name"]] = (128, f"StartError: {exc}")
 
             t = threading.Thread(target=target, daemon=True)
             t.start()

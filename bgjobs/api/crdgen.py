@@ -71,10 +71,16 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {k: structural(v, defs) for k, v in value.items()}
         elif key == "items":
             out[key] = structural(value, defs)
-        elif key == "additionalProperties" and isinstance(value, dict) and "properties" not in node:
-            # A map (nodeSelector, resource requests): its values' schema, so the API
-            # server keeps the entries instead of pruning them.
-            out[key] = structural(value, defs)
+        elif key == "additionalProperties":
+            # a map's value schema (e.g. resources.requests: name -> quantity); without it
+            # every key is an unknown field: refused by `kubectl apply`, pruned otherwise
+            if (
+                isinstance(value, dict)
+                and value
+                and "properties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                out[key] = structural(value, defs)
         else:
             out[key] = value
     if "enum" in out and "type" not in out:

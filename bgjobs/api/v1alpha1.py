@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict
 
 from bgjobs.api.dag import find_cycle
 from bgjobs.api.rules import (
@@ -55,6 +56,22 @@ MAX_ARGS = 64
 MAX_ITEMS = 10_000
 MAX_PARALLELISM = 100
 MAX_CHUNK_SIZE = 1000
+
+# Every duration in seconds fits an int32 (68 years): the Job's ttlSecondsAfterFinished is
+# one, the Job controller's deadlines overflow Go's time.Duration (~292 years, in
+# nanoseconds) beyond about 9.2e9 s and then fail the Job at once, Redis refuses an expiry
+# that overflows, and the pod deadline adds a grace period to hardSeconds.
+MAX_SECONDS = 2**31 - 1
+# The pod's activeDeadlineSeconds (hardSeconds plus the operator's 30 s grace) must also fit
+# an int32 (pod validation), so hardSeconds stops 30 s short.
+HARD_LIMIT_GRACE_SECONDS = 30
+MAX_HARD_SECONDS = MAX_SECONDS - HARD_LIMIT_GRACE_SECONDS
+
+
+# An element of args: any JSON value, null included. Without `nullable`, CEL cannot read a
+# list holding a null, so every rule comparing specs (immutability) failed on such a spec,
+# and with it every status write of the job (it stayed Pending while its task ran).
+NULLABLE_ANY: Final[JsonDict] = {"x-kubernetes-preserve-unknown-fields": True, "nullable": True}
 
 
 def _cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
@@ -135,10 +152,10 @@ class RetryPolicy(Model):
 class TimeLimits(Model):
     """Per-attempt time limits (Celery's soft_time_limit / time_limit)."""
 
-    softSeconds: int | None = Field(None, ge=1)
+    softSeconds: int | None = Field(None, ge=1, le=MAX_HARD_SECONDS)
     """Seconds after which SoftTimeLimitExceeded is raised inside the task, so it can
     clean up or save partial work."""
-    hardSeconds: int | None = Field(None, ge=1)
+    hardSeconds: int | None = Field(None, ge=1, le=MAX_HARD_SECONDS)
     """Seconds after which the attempt is ended (exit code 4); the pod's
     activeDeadlineSeconds backs it up."""
 
@@ -158,8 +175,8 @@ class EnvVar(Model):
 
     name: str = Field(min_length=1, max_length=256)
     """Variable name."""
-    value: str | None = None
-    """Literal value."""
+    value: str | None = Field(None, pattern=r"^[^\x00]*$")
+    """Literal value (no NUL character: no process environment can hold one)."""
     valueFrom: dict[str, Any] | None = Field(
         None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
@@ -189,7 +206,7 @@ class TaskTemplate(Model):
     args: list[Any] = Field(
         default_factory=list,
         max_length=MAX_ARGS,
-        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra={"items": NULLABLE_ANY},
     )
     """Positional arguments, any JSON values."""
     kwargs: dict[str, Any] = Field(
@@ -209,13 +226,13 @@ class TaskTemplate(Model):
     """Retry policy (backoffLimit and podFailurePolicy)."""
     timeLimits: TimeLimits | None = None
     """Per-attempt soft and hard time limits."""
-    activeDeadlineSeconds: int | None = Field(None, ge=1)
+    activeDeadlineSeconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
     """Deadline for the whole job, all attempts included; the Job fails with
     DeadlineExceeded when it passes."""
-    ttlSecondsAfterFinished: int | None = Field(3600, ge=0)
+    ttlSecondsAfterFinished: int | None = Field(3600, ge=0, le=MAX_SECONDS)
     """Seconds the finished batch Job and its pods are kept; the BackgroundJob and its
     status stay until deleted."""
-    resultTTLSeconds: int = Field(86400, ge=60)
+    resultTTLSeconds: int = Field(86400, ge=60, le=MAX_SECONDS)
     """Seconds the full result is kept in Redis (Celery's result_expires)."""
     resources: ResourceRequirements | None = None
     """Worker container resources."""
@@ -462,7 +479,7 @@ class JobScheduleSpec(Model):
     """IANA time zone the schedule is evaluated in (default UTC)."""
     concurrencyPolicy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     """Allow, Forbid (skip a tick while a run is active) or Replace."""
-    startingDeadlineSeconds: int | None = Field(None, ge=1)
+    startingDeadlineSeconds: int | None = Field(None, ge=1, le=MAX_SECONDS)
     """A tick missed by more than this many seconds is skipped."""
     suspend: bool = False
     """Stop starting new runs (active runs go on)."""
@@ -548,7 +565,7 @@ class DeadLetterSpec(Model):
     """Task name."""
     args: list[Any] = Field(
         default_factory=list,
-        json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra={"items": NULLABLE_ANY},
     )
     """Positional arguments of the failed run."""
     kwargs: dict[str, Any] = Field(

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgjobs.api import names
-from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, BackgroundJobSpec, PodDefaults, TaskTemplate
+from bgjobs.api.v1alpha1 import (
+    DEFAULT_QUEUE,
+    HARD_LIMIT_GRACE_SECONDS,
+    BackgroundJobSpec,
+    PodDefaults,
+    TaskTemplate,
+)
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_worker.errors import ExitCode
 
@@ -22,9 +28,9 @@ BATCH_POD_RESTARTS = 3
 # A batch is leased in about this many chunks per pod, at most MAX_DEFAULT_CHUNK items each.
 CHUNKS_PER_POD = 20
 MAX_DEFAULT_CHUNK = 100
-# The worker's own hard limit fires first; the pod deadline is the backstop for a task
-# stuck where Python signals cannot reach it.
-HARD_LIMIT_GRACE_SECONDS = 30
+# The worker's own hard limit fires first; the pod deadline (hardSeconds plus
+# HARD_LIMIT_GRACE_SECONDS, declared with the API's bound on hardSeconds) is the backstop for
+# a task stuck where Python signals cannot reach it.
 
 
 class InvalidSpec(ValueError):

@@ -33,6 +33,17 @@ def manifest(spec: str, name: str = "bad") -> str:
         ("{task: 'not a task name!'}", "spec.task"),
         ("{task: examples.add, args: [" + ",".join(["1"] * 65) + "]}", "spec.args"),
         ("{args: [1]}", "spec.task: Required value"),
+        # found by the fuzzed manifests (tests/fuzz): durations beyond an int32, NUL in env
+        (
+            "{task: examples.add, ttlSecondsAfterFinished: 2147483648}",
+            "spec.ttlSecondsAfterFinished",
+        ),
+        (
+            "{task: examples.add, activeDeadlineSeconds: 9223372036854775807}",
+            "activeDeadlineSeconds",
+        ),
+        ("{task: examples.add, resultTTLSeconds: 9223372036854775807}", "spec.resultTTLSeconds"),
+        ('{task: examples.add, env: [{name: A, value: "a\\0b"}]}', "spec.env[0].value"),
     ],
 )
 def test_invalid_manifest_is_refused_by_kubectl_apply(
@@ -159,3 +170,24 @@ def test_spec_only_the_operator_can_judge_gets_condition_and_event(
     events = wait_for(event, timeout=20, what="a Warning event")
     assert "env BGJOBS_TASK is reserved" in events[0].message
     assert not bgjobs.list("deadletters"), "nothing ran, so nothing is dead-lettered"
+
+
+def test_nulls_in_args_and_resources_are_accepted_and_run(kubectl, bgjobs: BgJobs) -> None:  # type: ignore[no-untyped-def]
+    # Found by the fuzzed manifests: a null item in args made every status write fail the
+    # immutability rule (the job stayed Pending), and resource names were unknown fields.
+    # (`kubectl create`: client-side `kubectl apply` drops null map values itself.)
+    kubectl(
+        "create",
+        "-n",
+        bgjobs.namespace,
+        "-f",
+        "-",
+        input=manifest(
+            "{task: examples.echo, args: [null, [null], {x: null}], kwargs: {k: null},"
+            " resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {memory: 64Mi}}}",
+            name="nulls",
+        ),
+    )
+    status = bgjobs.wait_phase("nulls", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["result"] == {"args": [None, [None], {"x": None}], "kwargs": {"k": None}}

@@ -114,3 +114,50 @@ def test_example_manifests_are_valid() -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 models[doc["kind"]].model_validate(doc)
+
+
+def _spec_schema(fname: str) -> dict:  # type: ignore[type-arg]
+    crd = yaml.safe_load(crdgen.render()[fname])
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]  # type: ignore[no-any-return]
+
+
+def test_args_items_may_be_null() -> None:
+    # Found by the fuzzed-manifest suite: CEL cannot read a list holding null unless its
+    # items are nullable, so the immutability rule failed every status write of a job
+    # with a null in its args (it stayed Pending while its task ran).
+    job = _spec_schema("bgjobs.dev_backgroundjobs.yaml")
+    schedule = _spec_schema("bgjobs.dev_jobschedules.yaml")["properties"]["template"]
+    letter = _spec_schema("bgjobs.dev_deadletters.yaml")
+    for spec in (job, schedule, letter):
+        assert spec["properties"]["args"]["items"].get("nullable") is True
+
+
+def test_resource_maps_take_any_resource_name() -> None:
+    # Found by the fuzzed-manifest suite: without additionalProperties every resource name
+    # was an unknown field (refused by kubectl apply, pruned by other clients).
+    resources = _spec_schema("bgjobs.dev_backgroundjobs.yaml")["properties"]["resources"]
+    for key in ("requests", "limits"):
+        values = resources["properties"][key]["additionalProperties"]
+        assert values == {"x-kubernetes-int-or-string": True}
+
+
+def test_every_duration_is_bounded() -> None:
+    # Found by the fuzzed-manifest suite: unbounded seconds overflowed the Job's int32
+    # TTL, the Job controller's clock and Redis' expiry.
+    job = _spec_schema("bgjobs.dev_backgroundjobs.yaml")["properties"]
+    limits = job["timeLimits"]["properties"]
+    for node in (
+        job["ttlSecondsAfterFinished"],
+        job["resultTTLSeconds"],
+        job["activeDeadlineSeconds"],
+        _spec_schema("bgjobs.dev_jobschedules.yaml")["properties"]["startingDeadlineSeconds"],
+    ):
+        assert node["maximum"] == 2**31 - 1
+    # the pod's deadline is hardSeconds + 30 s, and pod validation wants an int32
+    for node in (limits["softSeconds"], limits["hardSeconds"]):
+        assert node["maximum"] == 2**31 - 1 - 30
+
+
+def test_env_values_refuse_nul() -> None:
+    env = _spec_schema("bgjobs.dev_backgroundjobs.yaml")["properties"]["env"]["items"]
+    assert env["properties"]["value"]["pattern"] == "^[^\\x00]*$"
