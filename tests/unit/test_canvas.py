@@ -160,6 +160,9 @@ def test_configure_routes_calls_to_the_client() -> None:
         assert client.calls[0] == ("job", ("examples.add", [1, 2], {}, {"queue": "fast"}))
         assert seed().apply_async() == "wf-handle"
         assert client.calls[1][1]["spec"]["steps"][-1]["args"] == ["file-1"]
+        # countdown/eta ride along to Client.submit_call (spec.countdownSeconds / startAt)
+        tasks.add.apply_async((1, 2), countdown=60)
+        assert client.calls[2] == ("job", ("examples.add", [1, 2], {}, {"countdown": 60}))
     finally:
         configure(None)
 

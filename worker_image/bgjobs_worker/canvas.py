@@ -70,7 +70,8 @@ class Signature(_Composable):
     ) -> Any:
         """Submit the call (these args after the signature's own), returning an
         AsyncResult-like handle (a client JobHandle, or an EagerResult in eager mode).
-        ``countdown``/``eta`` are not supported: a BackgroundJob starts at once."""
+        ``countdown=``/``eta=`` delay the start (``spec.countdownSeconds``/``startAt``) as
+        ``Client.submit`` does; inside a workflow they are refused."""
         call = replace(
             self,
             args=(*self.args, *(args or ())),
