@@ -618,6 +618,12 @@ class DeadLetterStatus(Model):
 
     replayedJobs: list[str] = Field(default_factory=list)
     """BackgroundJobs created by replays, oldest first."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """ReplayFailed: the API server refused the replay's BackgroundJob (the message says why);
+    nothing more is tried until the DeadLetter's spec changes."""
     observedGeneration: int | None = None
     """The spec generation the status reflects."""
 

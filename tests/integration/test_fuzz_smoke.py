@@ -45,7 +45,7 @@ def test_fuzzed_manifests_fixed_seed(
             for c in result.failures
         ]
         assert not failing, "\n".join(failing)
-        # the open defect (runner.KNOWN_OPEN) still shows; when fixed, drop it from the list
+        # tolerated open defects (runner.KNOWN_OPEN; none at the moment) still show as such
         for c in result.known_open:
             assert c.outcome == "replay never made", c
         assert not result.traceback_lines, "\n".join(result.traceback_lines)

@@ -298,3 +298,35 @@ def test_finished_jobs_are_compacted_in_the_store_unless_awaiting_dead_letter() 
     failing["status"] = {"phase": "Failed", "error": {"type": "E"}}
     assert rt.backgroundjobs.put(failing)["spec"]["args"] == [1], "a dead letter needs the spec"
     assert rt.unfinished_jobs() == [(NS, "failing")]
+
+
+def test_a_refused_replay_is_reported_once_not_retried_forever() -> None:
+    from bgjobs_operator.controllers import deadletter
+
+    rt, api = runtime()
+    dl = api.add(
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "DeadLetter",
+            "metadata": {"name": "j-1234", "namespace": NS, "generation": 2},
+            "spec": {"jobName": "j", "jobUID": "u", "task": "app.t", "replays": 1},
+        }
+    )
+    rt.deadletters.put(dl)
+    api.fail_next["create"] = ApiError(422, {"message": 'spec.task: Invalid value: "a b"'})
+    asyncio.run(deadletter.reconcile(rt, NS, "j-1234"))
+    status = api.objects[("DeadLetter", NS, "j-1234")]["status"]
+    [cond] = [c for c in status["conditions"] if c["type"] == "ReplayFailed"]
+    assert cond["status"] == "True" and "Invalid value" in cond["message"]
+    assert [r for _, r, _ in api.events] == ["ReplayFailed"]
+    asyncio.run(deadletter.reconcile(rt, NS, "j-1234"))  # the status event's reconcile
+    assert api.count("create", "BackgroundJob") == 0 and len(api.events) == 1
+    # a spec change (a new generation) tries again, and a success clears the condition
+    bumped = api.objects[("DeadLetter", NS, "j-1234")]
+    bumped["metadata"]["generation"] = 3
+    bumped["metadata"]["resourceVersion"] = str(next(api._rv))
+    rt.deadletters.put(bumped)
+    asyncio.run(deadletter.reconcile(rt, NS, "j-1234"))
+    assert api.count("create", "BackgroundJob") == 1
+    status = api.objects[("DeadLetter", NS, "j-1234")]["status"]
+    assert status["replayedJobs"] == ["j-1234-r1"] and status["conditions"] == []
