@@ -6,6 +6,11 @@ touches them) with each client, 16 requests in flight, and reads the bench proce
 time around each run. The clients: the generated `kubernetes` client (sync, on 16
 threads: the old operator's), `kubernetes_asyncio` (its asyncio twin, when installed) and
 bgjobs' own thin aiohttp client (`bgjobs_operator.kubeapi`, the one shipped).
+
+kubernetes_asyncio is not a project dependency: kopf imports it whenever it is installed
+(kopf/_cogs/helpers/thirdparty.py), which costs the operator about 35 MiB of RSS. Install it
+by hand (`pip install kubernetes_asyncio`) to include it here; measured once on 2026-12-02 at
+0.78 ms of client CPU per request against 0.65 ms (generated sync) and 0.38 ms (shipped).
 """
 
 from __future__ import annotations
