@@ -2,7 +2,7 @@
 
 A thin aiohttp client rather than a generated one: the operator sends and receives plain
 JSON dicts, so a generated client's model (de)serialisation is pure cost; measured in
-docs/benchmarks.md ("Choosing the API client"). Every write goes through here, so the write
+docs/benchmarks.md, section 7 (API client). Every write goes through here, so the write
 budget (README "API writes") can be read off this file: create, patch, status, Event.
 """
 
