@@ -382,6 +382,14 @@ class JobError(Model):
     DeadlineExceeded; or Invalid, Lost."""
 
 
+# Every kind's status.conditions: a list keyed by type, so a server-side apply or a strategic
+# merge treats each condition as its own entry.
+CONDITIONS_LIST: Final[JsonDict] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
 class Condition(Model):
     """A standard Kubernetes condition."""
 
@@ -437,7 +445,7 @@ class BackgroundJobStatus(Model):
     "default"."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=CONDITIONS_LIST,
     )
     """Queued, Running, Succeeded, Failed, DeadLettered, Cancelled, Invalid."""
     observedGeneration: int | None = None
@@ -521,7 +529,7 @@ class JobScheduleStatus(Model):
     """Runs not yet finished."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=CONDITIONS_LIST,
     )
     """Ready, Invalid, Suspended."""
     observedGeneration: int | None = None
@@ -620,7 +628,7 @@ class DeadLetterStatus(Model):
     """BackgroundJobs created by replays, oldest first."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=CONDITIONS_LIST,
     )
     """ReplayFailed: the API server refused the replay's BackgroundJob (the message says why);
     nothing more is tried until the DeadLetter's spec changes."""
@@ -772,7 +780,7 @@ class JobWorkflowStatus(Model):
     """When the workflow reached its final phase and no step ran any more."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=CONDITIONS_LIST,
     )
     """Running, Succeeded, Failed, Cancelled, Invalid."""
     observedGeneration: int | None = None
@@ -850,7 +858,7 @@ class JobQueueStatus(Model):
     """When the oldest waiting job was created."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=CONDITIONS_LIST,
     )
     """Ready; Invalid (e.g. a rate the operator cannot read)."""
     observedGeneration: int | None = None

@@ -43,6 +43,14 @@ def _apply(store: Store, event: kopf.RawEvent) -> dict[str, Any]:
     return obj
 
 
+def _apply_and_enqueue(kind: str, store: Store, event: kopf.RawEvent) -> None:
+    """The common case: keep the store, and reconcile the object itself unless it is gone
+    (its owned objects follow through garbage collection)."""
+    obj = _apply(store, event)
+    if event.get("type") != "DELETED":
+        _rt().queue.add((kind, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+
 def _where(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
@@ -87,10 +95,7 @@ async def on_job(event: kopf.RawEvent, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "jobschedules")
 async def on_jobschedule(event: kopf.RawEvent, **_: Any) -> None:
-    rt = _rt()
-    ns, name = _where(_apply(rt.schedules, event))
-    if event.get("type") != "DELETED":
-        rt.queue.add(("JobSchedule", ns, name))
+    _apply_and_enqueue("JobSchedule", _rt().schedules, event)
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED)
@@ -104,18 +109,12 @@ async def on_cronjob(event: kopf.RawEvent, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "deadletters")
 async def on_deadletter(event: kopf.RawEvent, **_: Any) -> None:
-    rt = _rt()
-    ns, name = _where(_apply(rt.deadletters, event))
-    if event.get("type") != "DELETED":
-        rt.queue.add(("DeadLetter", ns, name))
+    _apply_and_enqueue("DeadLetter", _rt().deadletters, event)
 
 
 @kopf.on.event(GROUP, VERSION, "jobworkflows")
 async def on_jobworkflow(event: kopf.RawEvent, **_: Any) -> None:
-    rt = _rt()
-    ns, name = _where(_apply(rt.workflows, event))
-    if event.get("type") != "DELETED":
-        rt.queue.add(("JobWorkflow", ns, name))
+    _apply_and_enqueue("JobWorkflow", _rt().workflows, event)
 
 
 @kopf.on.event(GROUP, VERSION, "jobqueues")
