@@ -36,6 +36,7 @@ VARIANTS: dict[str, Path | None] = {
     "metrics": CHART / "ci" / "metrics-values.yaml",
     "bundled-redis": CHART / "ci" / "bundled-redis-values.yaml",
     "peering": CHART / "ci" / "peering-values.yaml",
+    "dashboard": CHART / "ci" / "dashboard-values.yaml",
 }
 CHART_VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
@@ -102,6 +103,15 @@ def operator_container(objects: Objects) -> dict[str, Any]:
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
     ]
     return dict(deploy["spec"]["template"]["spec"]["containers"][0])
+
+
+def operator_objects(objects: Objects, kind: str) -> list[dict[str, Any]]:
+    """The kind's objects that are not the dashboard's."""
+    return [o for o in find(objects, kind) if not is_dashboard(o)]
+
+
+def is_dashboard(obj: dict[str, Any]) -> bool:
+    return bool(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "dashboard")
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -327,7 +337,7 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
         assert env["BGJOBS_NAMESPACES"] == "team-a,team-b"
     else:
         assert not find(objects, "Role")
-        assert len(find(objects, "ClusterRole")) == 1
+        assert len(operator_objects(objects, "ClusterRole")) == 1
         assert "BGJOBS_NAMESPACES" not in env
 
     if variant == "metrics":
@@ -387,6 +397,11 @@ def test_lint_and_template(helm: Helm, variant: str) -> None:
     else:
         assert not find(objects, "Deployment", "bgjobs-redis")
         assert "BGJOBS_REDIS_URL" not in env
+
+    if variant == "dashboard":
+        check_dashboard(objects, actions=True)
+    else:
+        assert not [o for o in objects if is_dashboard(o)]
 
     if variant == "peering":
         assert deploy["spec"]["replicas"] == 2
@@ -681,7 +696,7 @@ def test_every_pod_passes_the_restricted_profile(
 
     # The chart's own pods: operator, bundled Redis, helm test hook. devcluster runs no
     # Deployment controller, so the Deployments' pod templates are dry-run as Pods.
-    objects = render(helm, "bundled-redis", ns)
+    objects = render(helm, "bundled-redis", ns, "--set", "dashboard.enabled=true")
     pods = [o for o in objects if o["kind"] == "Pod"]
     for deploy in find(objects, "Deployment"):
         template = deploy["spec"]["template"]
@@ -693,14 +708,14 @@ def test_every_pod_passes_the_restricted_profile(
                 "spec": template["spec"],
             }
         )
-    assert len(pods) == 3
+    assert len(pods) == 4
     for pod in pods:
         pod["metadata"]["namespace"] = ns
         # The ServiceAccount is not installed in this namespace; admission of the pod's
         # security settings is what is checked here.
         pod["spec"].pop("serviceAccountName", None)
     out = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(pods))
-    assert out.stdout.count("(server dry run)") == 3, out.stdout
+    assert out.stdout.count("(server dry run)") == 4, out.stdout
 
 
 # --- values.schema.json -------------------------------------------------------------------
@@ -714,6 +729,14 @@ def test_every_pod_passes_the_restricted_profile(
         (["replicaz=1"], ["additional properties 'replicaz' not allowed"]),
         (["rbac.mode=namespaced"], ["/watchNamespaces", "minItems"]),
         (["replicas=2"], ["/replicas", "maximum"]),  # more than one replica needs peering
+        (["dashboard.enabled=yes"], ["/dashboard/enabled", "want boolean"]),
+        (["dashboard.service.port=0"], ["/dashboard/service/port", "minimum"]),
+        (["dashboard.colour=red"], ["additional properties 'colour' not allowed"]),
+        # The dashboard watches every namespace: a namespaced install cannot grant that.
+        (
+            ["dashboard.enabled=true", "rbac.mode=namespaced", "watchNamespaces={a}"],
+            ["/rbac/mode", "value must be 'cluster'"],
+        ),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, sets: list[str], expected: list[str]) -> None:
@@ -723,3 +746,105 @@ def test_schema_refuses_bad_values(helm: Helm, sets: list[str], expected: list[s
     assert "values don't meet the specifications of the schema" in out.stderr
     for text in expected:
         assert text in out.stderr, out.stderr
+
+
+# --- dashboard (dashboard.enabled) ----------------------------------------------------------
+
+DASHBOARD_READS = ["backgroundjobs", "jobworkflows", "jobqueues", "jobschedules", "deadletters"]
+# What the action buttons write (bgjobs/dashboard/actions.py), each the write kubectl bgjobs
+# makes for the same action.
+DASHBOARD_WRITES = [
+    ("create", "backgroundjobs.bgjobs.dev"),  # submit a task
+    ("patch", "backgroundjobs.bgjobs.dev"),  # cancel (spec.cancel), replay failed items
+    ("patch", "deadletters.bgjobs.dev"),  # replay a dead letter
+    ("patch", "jobqueues.bgjobs.dev"),  # pause/resume a queue
+    ("patch", "jobschedules.bgjobs.dev"),  # suspend/resume a schedule
+    ("patch", "jobworkflows.bgjobs.dev"),  # resume a workflow
+]
+
+
+def check_dashboard(objects: Objects, *, actions: bool) -> None:
+    """The dashboard's objects as rendered: its own ServiceAccount, a ClusterIP Service,
+    probes on /healthz, the operator's security settings, and --actions only when asked."""
+    (deploy,) = [d for d in find(objects, "Deployment") if is_dashboard(d)]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "bgjobs/operator:0.1.0"  # the operator image has the extra
+    expected = ["python", "-m", "bgjobs.dashboard", "--in-cluster", "--host", "0.0.0.0"]
+    expected += ["--port", "8080", *(["--actions"] if actions else [])]
+    assert container["command"] == expected
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["securityContext"] == {  # the operator's
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["limits"]["memory"]
+    (sa,) = [o for o in find(objects, "ServiceAccount") if is_dashboard(o)]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert sa["metadata"]["name"].endswith("-dashboard")  # not the operator's
+    (service,) = [o for o in find(objects, "Service") if is_dashboard(o)]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= deploy["spec"]["selector"]["matchLabels"].items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    (role,) = [o for o in find(objects, "ClusterRole") if is_dashboard(o)]
+    (binding,) = [o for o in find(objects, "ClusterRoleBinding") if is_dashboard(o)]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == sa["metadata"]["name"]
+    writes = {
+        (verb, res)
+        for r in role["rules"]
+        for verb in r["verbs"]
+        for res in r["resources"]
+        if verb not in ("get", "list", "watch")
+    }
+    wanted = {(verb, res.split(".")[0]) for verb, res in DASHBOARD_WRITES}
+    assert writes == (wanted if actions else set())
+
+
+@pytest.mark.parametrize("actions", [False, True])
+def test_dashboard_rbac_grants_reads_and_only_the_action_writes(
+    helm: Helm, kubectl: Kubectl, crds: Path, namespaces: Callable[..., str], actions: bool
+) -> None:
+    """The dashboard's ClusterRole applied for real: its ServiceAccount can watch what the
+    pages show; without dashboard.actions it can write nothing, with it exactly the writes
+    the action buttons make (and still no Secrets, Jobs or deletes)."""
+    ns = namespaces("dash")
+    release = f"dash{uuid.uuid4().hex[:6]}"
+    sets = ["--set", "dashboard.enabled=true", "--set", f"dashboard.actions={str(actions).lower()}"]
+    out = helm(
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--show-only",
+        "templates/dashboard.yaml",
+        *sets,
+    )
+    objects = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    check_dashboard(objects, actions=actions)
+    text = yaml.safe_dump_all(objects)
+    kubectl("apply", "-f", "-", input=text)
+    try:
+        user = f"system:serviceaccount:{ns}:{release}-bgjobs-dashboard"
+        for resource in DASHBOARD_READS:
+            for verb in ("get", "list", "watch"):
+                assert can_i(kubectl, user, verb, f"{resource}.bgjobs.dev", "-A")
+        assert can_i(kubectl, user, "watch", "events", "-A")
+        assert can_i(kubectl, user, "get", "pods", "--subresource=log", "-n", ns)
+        for verb, resource in DASHBOARD_WRITES:
+            assert can_i(kubectl, user, verb, resource, "-n", ns) is actions, (verb, resource)
+        for verb, resource, *flags in [
+            ("delete", "backgroundjobs.bgjobs.dev"),
+            ("create", "deadletters.bgjobs.dev"),
+            ("patch", "backgroundjobs.bgjobs.dev", "--subresource=status"),
+            ("create", "jobs.batch"),
+            ("get", "secrets"),
+            ("list", "configmaps"),
+        ]:
+            assert not can_i(kubectl, user, verb, resource, *flags, "-n", ns), (verb, resource)
+    finally:
+        kubectl("delete", "--ignore-not-found", "-f", "-", input=text)

@@ -123,3 +123,17 @@ handlers.py); nothing else, in particular no Secrets:
 {{- end }}
 {{- join "," $items }}
 {{- end }}
+
+{{- define "bgjobs.dashboardName" -}}
+{{- printf "%s-dashboard" (include "bgjobs.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "bgjobs.dashboardServiceAccountName" -}}
+{{- default (include "bgjobs.dashboardName" .) .Values.dashboard.serviceAccount.name }}
+{{- end }}
+
+{{- define "bgjobs.dashboardImage" -}}
+{{- $repo := default .Values.image.repository .Values.dashboard.image.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.dashboard.image.tag }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
