@@ -12,9 +12,10 @@ help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-system-deps: ## install the Debian packages the tests and demo need (redis-server, openssl, util-linux)
+system-deps: ## install the Debian packages the tests and demo need (redis-server, openssl, util-linux, chromium, chromium-driver)
 	@missing=""; \
-	for b in redis-server:redis-server openssl:openssl unshare:util-linux; do \
+	for b in redis-server:redis-server openssl:openssl unshare:util-linux \
+	         /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver; do \
 	  command -v $${b%%:*} >/dev/null || missing="$$missing $${b#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -715,6 +715,63 @@ def follow_workflow(handle: WorkflowHandle, timeout: float | None, interval: flo
         time.sleep(interval)
 
 
+def dashboard_argv(opts: argparse.Namespace) -> list[str]:
+    """The dashboard's command line for ``kubectl bgjobs dashboard``: the user's own
+    kubeconfig, context and namespace (so their RBAC applies), served on localhost."""
+    argv = ["--host", opts.address, "--port", str(opts.port)]
+    for flag in ("kubeconfig", "context", "namespace"):
+        if getattr(opts, flag, None):
+            argv += [f"--{flag}", getattr(opts, flag)]
+    return [*argv, "--actions"] if opts.actions else argv
+
+
+def _free_port(address: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def _open_when_ready(url: str) -> None:
+    """Open the browser once /healthz answers (the caches have synced)."""
+    import threading
+    import time
+    import urllib.request
+    import webbrowser
+
+    def wait_then_open() -> None:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        webbrowser.open(url)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=wait_then_open, daemon=True, name="open-browser").start()
+
+
+def cmd_dashboard(opts: argparse.Namespace) -> int:
+    try:
+        from bgjobs.dashboard import server
+    except ImportError as exc:
+        print(
+            f"error: the dashboard needs the dashboard extra ({exc.name} is missing): "
+            "pip install 'bgjobs[dashboard]'",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if opts.open:
+        # The browser needs the address before the server prints it: pick the port now.
+        if opts.port == 0:
+            opts.port = _free_port(opts.address)
+        _open_when_ready(f"http://{opts.address}:{opts.port}/")
+    return int(server.main(dashboard_argv(opts)) or 0)
+
+
 # --- command line ---------------------------------------------------------------------
 
 
@@ -835,6 +892,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
 
+    p = command(
+        "dashboard",
+        cmd_dashboard,
+        "serve the web dashboard on this machine with your kubeconfig (your RBAC applies); "
+        "Ctrl-C stops it",
+    )
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument(
+        "--actions",
+        action="store_true",
+        help="show the action buttons (cancel, replay, pause, submit): writes as you",
+    )
+    p.add_argument("--open", action="store_true", help="open it in the browser once ready")
+
     p = command("dead-letters", cmd_dead_letters, "list DeadLetters", aliases=["dl"])
     p.add_argument("--task", help="only this task")
     p.add_argument("--job", help="only the dead letter of this BackgroundJob")
@@ -862,6 +934,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # urllib3 logs every connection retry; the one line below says what matters.
     logging.getLogger("urllib3").setLevel(logging.CRITICAL)
     try:
+        if opts.func is cmd_dashboard:
+            # The dashboard makes its own clients (watches); no Client here. With no -n it
+            # shows every namespace the user may see.
+            return cmd_dashboard(opts)
         namespace = opts.namespace or default_namespace(opts.kubeconfig, opts.context)
         client = Client(namespace, kubeconfig=opts.kubeconfig, context=opts.context)
         return int(opts.func(client, opts))

@@ -228,3 +228,35 @@ def test_queues_lists_depth_and_pause(plugin: Run, bgjobs: BgJobs, kubectl) -> N
     later = plugin("submit", "examples.noop", "--name", "d1", "--countdown", "3600")
     assert later.returncode == 0, later.stderr
     assert bgjobs.get("d1")["spec"]["countdownSeconds"] == 3600
+
+
+def test_dashboard_serves_with_the_users_kubeconfig(
+    devcluster: cluster.ClusterInfo, bgjobs: BgJobs, tmp_path: Path
+) -> None:
+    """`kubectl bgjobs dashboard` through kubectl: it serves the dashboard on 127.0.0.1
+    with the kubeconfig and namespace given to the plugin, answers /healthz and lists the
+    namespace's jobs, and ends on Ctrl-C (SIGINT)."""
+    import httpx
+
+    from devcluster.dashboard import DashboardProcess
+
+    bgjobs.submit("dash-add", "examples.add", args=[1, 2])
+    env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    dash = DashboardProcess(
+        devcluster.kubeconfig,
+        namespace=bgjobs.namespace,
+        command=[str(bins.binary("kubectl")), "bgjobs", "dashboard"],
+        log_path=tmp_path / "dashboard.log",
+        env=env,
+    )
+    url = dash.start()
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "healthz", timeout=10).status_code == 200
+        page = httpx.get(url + "jobs", timeout=30)
+        assert page.status_code == 200
+        assert f'data-key="{bgjobs.namespace}/dash-add"' in page.text
+        assert 'data-actions="false"' in page.text  # no --actions: read-only
+    finally:
+        code = dash.stop()
+    assert code in (0, 130), "".join(dash.output)
