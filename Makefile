@@ -119,6 +119,11 @@ bench: system-deps venv cluster-bins ## benchmarks vs baselines on a devcluster 
 
 .PHONY: bench
 
+screenshots: system-deps venv cluster-bins ## dashboard screenshots (devcluster + examples + headless chromium) into docs/screenshots/
+	$(PY) -m devcluster.screenshots
+
+.PHONY: screenshots
+
 chaos: system-deps venv cluster-bins ## failure injection (operator, Redis, API server, etcd, node) during job bursts; writes docs/reliability.md (CHAOS_N=500)
 	$(PY) -m bench.chaos
 

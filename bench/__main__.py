@@ -25,6 +25,7 @@ from typing import Any
 from bench import (
     batches,
     client_choice,
+    dashboard,
     latency,
     memory,
     progress,
@@ -48,6 +49,7 @@ SECTIONS: dict[str, ModuleType] = {
     "client": client_choice,
     "workflows": workflows,
     "batches": batches,
+    "dashboard": dashboard,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -59,6 +61,7 @@ TITLES = {
     "client": "7. API client",
     "workflows": "8. Workflow step hand-off",
     "batches": "9. Batches",
+    "dashboard": "10. Dashboard",
 }
 
 

@@ -397,11 +397,18 @@ def up(
     return info
 
 
+# ServiceAccounts of this namespace have every request audited, reads included: the bench
+# counts the dashboard's API requests (bench/dashboard.py) by running it as one of them.
+AUDITED_NAMESPACE = "bgjobs-audited"
+
+
 def _audit_policy(state_dir: Path) -> Path:
-    """Audit every write at Metadata level: the benchmarks count API writes from it."""
+    """Audit every write at Metadata level: the benchmarks count API writes from it. And
+    every request of AUDITED_NAMESPACE's ServiceAccounts (nothing else runs as them)."""
     path = state_dir / "audit-policy.yaml"
     path.write_text(
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+        f"- level: Metadata\n  userGroups: [system:serviceaccounts:{AUDITED_NAMESPACE}]\n"
         "- level: Metadata\n  verbs: [create, update, patch, delete, deletecollection]\n"
         "- level: None\n"
     )

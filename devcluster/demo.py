@@ -1,9 +1,11 @@
 """`make demo`: the main job on the embedded local cluster.
 
-Starts (or reuses) the demo devcluster, a redis-server and the operator, applies the
-examples (jobs, a schedule and the seed's workflow), shows live progress, and ends with
-`kubectl get bgjobs` (every kind).
-Everything it starts carries the cluster's DEVCLUSTER_ID, so `make cluster-down` stops it.
+Starts (or reuses) the demo devcluster, a redis-server and the operator, serves the web
+dashboard on a free local port (its address is printed), applies the examples (jobs, a
+schedule and the seed's workflow), shows live progress, and ends with `kubectl get bgjobs`
+(every kind). The dashboard lives as long as the demo runs and stops with it; the cluster,
+Redis and the operator stay up. Everything it starts carries the cluster's DEVCLUSTER_ID,
+so `make cluster-down` stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import bins, cluster
+from devcluster.dashboard import DashboardProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [
@@ -150,6 +153,15 @@ class Demo:
                 time.sleep(0.3)
         raise SystemExit(f"the operator did not become healthy; see {self.state}/logs")
 
+    def start_dashboard(self) -> DashboardProcess:
+        say("starting the web dashboard (python -m bgjobs.dashboard, read-only)")
+        dash = DashboardProcess(
+            self.env["KUBECONFIG"], log_path=self.state / "logs" / "dashboard.log", env=self.env
+        )
+        url = dash.start()
+        print(f"bgjobs dashboard: {url}", flush=True)
+        return dash
+
     def apply_examples(self) -> None:
         say("applying examples/: " + ", ".join(EXAMPLES))
         for name in ("export-report", "flaky-sync", "bad-input", "monthly-invoices"):
@@ -230,9 +242,15 @@ def main() -> None:
     demo.start_cluster()
     demo.start_redis()
     demo.start_operator()
-    demo.apply_examples()
-    demo.watch()
-    demo.show()
+    dashboard = demo.start_dashboard()
+    try:
+        demo.apply_examples()
+        demo.watch()
+        demo.show()
+        print("The dashboard stops with the demo; serve it again (with the exports above) with:")
+        print("    kubectl bgjobs dashboard --open")
+    finally:
+        dashboard.stop()
 
 
 if __name__ == "__main__":

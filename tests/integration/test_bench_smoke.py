@@ -21,6 +21,7 @@ SECTIONS = [
     "6. Worker overhead",
     "7. API client",
     "8. Workflow step hand-off",
+    "10. Dashboard",
 ]
 NUMBER = re.compile(r"\d+(\.\d+)?\s?(µs|ms|s|MiB|/s)?\b")
 
