@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -139,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
