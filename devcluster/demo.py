@@ -11,6 +11,7 @@ so `make cluster-down` stops it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -153,8 +154,11 @@ class Demo:
                 time.sleep(0.3)
         raise SystemExit(f"the operator did not become healthy; see {self.state}/logs")
 
-    def start_dashboard(self) -> DashboardProcess:
+    def start_dashboard(self) -> DashboardProcess | None:
         say("starting the web dashboard (python -m bgjobs.dashboard, read-only)")
+        if importlib.util.find_spec("bgjobs.dashboard") is None:
+            print("    not installed (pip install 'bgjobs[dashboard]'): skipped")
+            return None
         dash = DashboardProcess(
             self.env["KUBECONFIG"], log_path=self.state / "logs" / "dashboard.log", env=self.env
         )
@@ -247,10 +251,12 @@ def main() -> None:
         demo.apply_examples()
         demo.watch()
         demo.show()
-        print("The dashboard stops with the demo; serve it again (with the exports above) with:")
-        print("    kubectl bgjobs dashboard --open")
+        if dashboard is not None:
+            print("The dashboard stops with the demo; serve it again (exports above) with:")
+            print("    kubectl bgjobs dashboard --open")
     finally:
-        dashboard.stop()
+        if dashboard is not None:
+            dashboard.stop()
 
 
 if __name__ == "__main__":
