@@ -1,0 +1,3 @@
+from bgjobs.dashboard.server import main
+
+main()

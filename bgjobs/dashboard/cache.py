@@ -1,0 +1,185 @@
+"""A watch cache of the bgjobs kinds: one thread per kind lists once, then watches from
+that resourceVersion, and lists again when the watch expires (410) or fails. Pages and
+live updates read only this cache, so an open page costs the API server nothing beyond
+these shared watches."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bgjobs.api.v1alpha1 import GROUP, VERSION
+from bgjobs.client.constants import BACKGROUND_JOBS, DEAD_LETTERS, JOB_QUEUES, JOB_WORKFLOWS
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+Obj = dict[str, Any]
+
+# Each kind the dashboard shows, by its plural.
+KINDS: dict[str, str] = {
+    BACKGROUND_JOBS: "BackgroundJob",
+    JOB_WORKFLOWS: "JobWorkflow",
+    "jobschedules": "JobSchedule",
+    DEAD_LETTERS: "DeadLetter",
+    JOB_QUEUES: "JobQueue",
+}
+WATCH_SECONDS = 300
+RETRY_SECONDS = (1, 2, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    plural: str
+    key: Key
+
+
+class WatchCache:
+    def __init__(self, api_client: Any, namespace: str | None = None) -> None:
+        from kubernetes import client
+
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self._objects: dict[str, dict[Key, Obj]] = {p: {} for p in KINDS}
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._changes: list[Change] = []  # bounded: the newest MAX_CHANGES
+        self._listed: set[str] = set()
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    MAX_CHANGES = 10000
+
+    # -- reading -------------------------------------------------------------------
+
+    def objects(self, plural: str, namespace: str | None = None) -> list[Obj]:
+        with self._lock:
+            found = list(self._objects[plural].values())
+        if namespace:
+            found = [o for o in found if o["metadata"].get("namespace") == namespace]
+        return found
+
+    def get(self, plural: str, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._objects[plural].get((namespace, name))
+
+    def namespaces(self) -> list[str]:
+        with self._lock:
+            return sorted({k[0] for objs in self._objects.values() for k in objs})
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def changes_since(self, seq: int) -> tuple[int, list[Change]]:
+        """The changes after `seq` and the newest seq; a reader that fell behind the bounded
+        log gets what is left (the page then shows the newest state anyway)."""
+        with self._lock:
+            return self._seq, [c for c in self._changes if c.seq > seq]
+
+    # -- feeding -------------------------------------------------------------------
+
+    def apply(self, plural: str, event_type: str, obj: Obj) -> None:
+        md = obj.get("metadata") or {}
+        key = (md.get("namespace") or "", md.get("name") or "")
+        with self._lock:
+            if event_type == "DELETED":
+                self._objects[plural].pop(key, None)
+            else:
+                self._objects[plural][key] = obj
+            self._seq += 1
+            self._changes.append(Change(self._seq, plural, key))
+            if len(self._changes) > self.MAX_CHANGES:
+                del self._changes[: len(self._changes) - self.MAX_CHANGES]
+
+    def replace(self, plural: str, items: Iterable[Obj]) -> None:
+        """A fresh listing: objects no longer there are gone, every listed one counts as
+        changed."""
+        fresh = {((o["metadata"].get("namespace") or ""), o["metadata"]["name"]): o for o in items}
+        with self._lock:
+            gone = set(self._objects[plural]) - set(fresh)
+            self._objects[plural] = fresh
+            for key in [*gone, *fresh]:
+                self._seq += 1
+                self._changes.append(Change(self._seq, plural, key))
+            if len(self._changes) > self.MAX_CHANGES:
+                del self._changes[: len(self._changes) - self.MAX_CHANGES]
+            self._listed.add(plural)
+            if self._listed == set(KINDS):
+                self.synced.set()
+
+    # -- the watch threads ------------------------------------------------------------
+
+    def start(self) -> None:
+        for plural in KINDS:
+            t = threading.Thread(target=self._run, args=(plural,), name=f"watch-{plural}")
+            t.daemon = True
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _list(self, plural: str, **kw: Any) -> dict[str, Any]:
+        if self.namespace:
+            return dict(
+                self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, plural, **kw
+                )
+            )
+        return dict(self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kw))
+
+    def _run(self, plural: str) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                listing = self._list(plural)
+                self.replace(plural, listing.get("items") or [])
+                rv = listing["metadata"]["resourceVersion"]
+                failures = 0
+                while not self._stop.is_set():
+                    w = watch.Watch()
+                    func = (
+                        self.custom.list_namespaced_custom_object
+                        if self.namespace
+                        else self.custom.list_cluster_custom_object
+                    )
+                    args = (
+                        (GROUP, VERSION, self.namespace, plural)
+                        if self.namespace
+                        else (
+                            GROUP,
+                            VERSION,
+                            plural,
+                        )
+                    )
+                    for event in w.stream(
+                        func,
+                        *args,
+                        resource_version=rv,
+                        timeout_seconds=WATCH_SECONDS,
+                        allow_watch_bookmarks=True,
+                    ):
+                        obj = event["object"]
+                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                            self.apply(plural, event["type"], obj)
+                        if self._stop.is_set():
+                            break
+            except ApiException as exc:
+                if exc.status == 410:  # the watch expired: list again
+                    continue
+                failures += 1
+                log.warning("watching %s failed (%s); retrying", plural, exc.reason)
+            except Exception as exc:  # noqa: BLE001 - a watch thread must outlive any failure
+                failures += 1
+                log.warning("watching %s failed: %s; retrying", plural, exc)
+            self._stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1] if failures else 0)
