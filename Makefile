@@ -67,15 +67,29 @@ HELM ?= $(shell $(PY) -c 'from devcluster import bins; print(bins.binary("helm")
 IMAGE_TAG ?= 0.1.0
 KIND_CLUSTER ?= bgjobs-e2e
 
+# kube-score's checks that the chart fails on purpose (each reason in docs/helm.md, "kube-score"):
+# the operator is one active replica by design (Recreate, no PDB, no anti-affinity), has one
+# health endpoint (kopf's) for both probes, pins image tags with IfNotPresent (clusters that
+# preload images, like make e2e's), sets no CPU limit, and NetworkPolicies are opt-in.
+KUBE_SCORE_VERSION ?= v1.20.0
+KUBE_SCORE ?= $(or $(BGJOBS_CACHE),$(HOME)/.cache/bgjobs)/bin/kube-score-$(KUBE_SCORE_VERSION)/kube-score
+CHART_RENDERED := $(or $(TMPDIR),/tmp)/bgjobs-chart-rendered.yaml
+KUBE_SCORE_FLAGS := --output-format ci --ignore-container-cpu-limit \
+  --ignore-test deployment-replicas,deployment-strategy,deployment-has-poddisruptionbudget \
+  --ignore-test deployment-has-host-podantiaffinity,pod-probes-identical \
+  --ignore-test container-image-pull-policy,pod-networkpolicy
+
 crds: venv ## generate crds/ from the API models, and the chart's copy
 	$(PY) -m bgjobs.api.crdgen crds charts/bgjobs/crds
 
-chart-lint: venv ## helm lint + helm template of charts/bgjobs: default values and each charts/bgjobs/ci/*-values.yaml
+chart-lint: venv ## helm lint, helm template and kube-score on charts/bgjobs: default values and each charts/bgjobs/ci/*-values.yaml
 	@test -x "$(HELM)" || { echo "no helm: run make cluster-bins"; exit 1; }
+	@test -x "$(KUBE_SCORE)" || GOBIN=$(dir $(KUBE_SCORE)) go install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
 	@for values in "" charts/bgjobs/ci/*-values.yaml; do \
 	  echo "== charts/bgjobs $${values:-(default values)}"; \
 	  $(HELM) lint --strict charts/bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
-	  $(HELM) template bgjobs charts/bgjobs --namespace bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
+	  $(HELM) template bgjobs charts/bgjobs --namespace bgjobs $${values:+-f $$values} > $(CHART_RENDERED) || exit 1; \
+	  $(KUBE_SCORE) score $(KUBE_SCORE_FLAGS) $(CHART_RENDERED) || exit 1; \
 	done; echo "chart OK"
 
 images: ## build bgjobs/operator and bgjobs/worker: Docker when a daemon answers, else podman --isolation chroot (BASE=image)

@@ -1,16 +1,50 @@
-"""Reading status into JobView/DeadLetterView, and Celery's state names: pure."""
+"""Reading status into JobView/DeadLetterView, and Celery's state names: pure.
+
+Status is parsed into the same pydantic models the operator writes it from
+(``bgjobs.api.v1alpha1``), so the client reads what the CRD declares; the flat fields of a
+view are derived from that model for callers that want plain values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from bgjobs.api.v1alpha1 import TERMINAL_PHASES, Phase
+from pydantic import BaseModel, ValidationError
+
+from bgjobs.api.v1alpha1 import (
+    TERMINAL_PHASES,
+    BackgroundJobStatus,
+    DeadLetterStatus,
+    Phase,
+)
 from bgjobs.client.constants import IDEMPOTENCY_ANNOTATION
 
 # --- reading status (pure) ------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_status(model: type[M], data: Mapping[str, Any] | None) -> M:
+    """``data`` as the status model. A client older than the operator may meet fields it
+    does not know: they are dropped rather than refused (the models forbid extra fields, which
+    is right for specs a user writes and wrong for status a newer operator wrote). What still
+    does not validate reads as the model's defaults, so one odd object never breaks a list."""
+    data = data or {}
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        known = {k: v for k, v in data.items() if k in model.model_fields}
+        try:
+            return model.model_validate(known)
+        except ValidationError:
+            return model()
+
+
+def _plain(value: BaseModel | None) -> dict[str, Any]:
+    """A nested status model as the API's plain dict, unset fields left out."""
+    return value.model_dump(mode="json", exclude_none=True) if value is not None else {}
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -87,39 +121,43 @@ class JobView:
     resource_version: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    status: BackgroundJobStatus = field(
+        default_factory=lambda: read_status(BackgroundJobStatus, None), compare=False
+    )
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> JobView:
         md = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
-        st = obj.get("status") or {}
+        # No status yet reads as Pending, like the CRD's default.
+        st = read_status(BackgroundJobStatus, obj.get("status"))
         return cls(
             name=str(md.get("name") or ""),
             namespace=str(md.get("namespace") or ""),
             task=str(spec.get("task") or ""),
-            # No status yet reads as Pending, like the CRD's default.
-            phase=str(st.get("phase") or Phase.PENDING.value),
-            attempts=int(st.get("attempts") or 0),
-            progress={k: v for k, v in (st.get("progress") or {}).items() if v is not None},
-            batch={k: v for k, v in (st.get("batch") or {}).items() if v is not None},
-            result=st.get("result"),
-            result_ref=st.get("resultRef"),
-            error=dict(st["error"]) if st.get("error") else None,
-            conditions=[dict(c) for c in st.get("conditions") or []],
-            dead_letter=(st.get("deadLetter") or {}).get("name"),
+            phase=st.phase.value,
+            attempts=st.attempts or 0,
+            progress=_plain(st.progress),
+            batch=_plain(st.batch),
+            result=st.result,
+            result_ref=st.resultRef,
+            error=_plain(st.error) or None,
+            conditions=[_plain(c) for c in st.conditions],
+            dead_letter=st.deadLetter.name if st.deadLetter else None,
             created=parse_time(md.get("creationTimestamp")),
-            started=parse_time(st.get("startTime")),
-            completed=parse_time(st.get("completionTime")),
+            started=parse_time(st.startTime),
+            completed=parse_time(st.completionTime),
             queue=str(spec.get("queue") or "default"),
             args=list(spec.get("args") or []),
             kwargs=dict(spec.get("kwargs") or {}),
             cancel_requested=bool(spec.get("cancel")),
-            job_name=st.get("jobName"),
+            job_name=st.jobName,
             uid=md.get("uid"),
             resource_version=md.get("resourceVersion"),
             labels=dict(md.get("labels") or {}),
             annotations=dict(md.get("annotations") or {}),
+            status=st,
             raw=dict(obj),
         )
 
@@ -181,13 +219,16 @@ class DeadLetterView:
     schedule: str | None = None
     created: datetime | None = None
     resource_version: str | None = None
+    status: DeadLetterStatus = field(
+        default_factory=lambda: read_status(DeadLetterStatus, None), compare=False
+    )
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> DeadLetterView:
         md = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
-        st = obj.get("status") or {}
+        st = read_status(DeadLetterStatus, obj.get("status"))
         return cls(
             name=str(md.get("name") or ""),
             namespace=str(md.get("namespace") or ""),
@@ -200,10 +241,11 @@ class DeadLetterView:
             failed_at=parse_time(spec.get("failedAt")),
             critical=bool(spec.get("critical")),
             replays=int(spec.get("replays") or 0),
-            replayed_jobs=list(st.get("replayedJobs") or []),
+            replayed_jobs=list(st.replayedJobs),
             last_output=spec.get("lastOutput"),
             schedule=spec.get("schedule"),
             created=parse_time(md.get("creationTimestamp")),
             resource_version=md.get("resourceVersion"),
+            status=st,
             raw=dict(obj),
         )

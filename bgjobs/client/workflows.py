@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bgjobs.api.v1alpha1 import API_VERSION, GROUP, VERSION, JobWorkflowSpec
+from bgjobs.api.v1alpha1 import API_VERSION, GROUP, VERSION, JobWorkflowSpec, JobWorkflowStatus
 from bgjobs.client.connection import as_dict
 from bgjobs.client.constants import JOB_WORKFLOWS
 from bgjobs.client.naming import build_background_job, generate_name
-from bgjobs.client.views import celery_state
+from bgjobs.client.views import celery_state, read_status
 from bgjobs.errors import Conflict, JobTimeout, WorkflowFailed
 from bgjobs_worker.canvas import Canvas, flatten
 
@@ -82,23 +82,28 @@ class WorkflowView:
     result: Any = None
     finished: bool = False
     resumes: int = 0
+    status: JobWorkflowStatus = field(
+        default_factory=lambda: read_status(JobWorkflowStatus, None), repr=False
+    )
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> WorkflowView:
-        md, st = obj.get("metadata") or {}, obj.get("status") or {}
+        md = obj.get("metadata") or {}
+        st = read_status(JobWorkflowStatus, obj.get("status"))
         return cls(
             name=md.get("name", ""),
             namespace=md.get("namespace", ""),
-            phase=st.get("phase") or "Pending",
-            steps=list(st.get("steps") or []),
-            steps_done=st.get("stepsDone") or "",
-            progress=st.get("progress"),
-            failed_step=st.get("failedStep"),
-            error=st.get("error"),
-            result=st.get("result"),
-            finished=bool(st.get("completionTime")),
-            resumes=int(st.get("resumes") or 0),
+            phase=st.phase.value,
+            steps=[s.model_dump(mode="json", exclude_none=True) for s in st.steps],
+            steps_done=st.stepsDone or "",
+            progress=st.progress,
+            failed_step=st.failedStep,
+            error=st.error.model_dump(mode="json", exclude_none=True) if st.error else None,
+            result=st.result,
+            finished=bool(st.completionTime),
+            resumes=st.resumes or 0,
+            status=st,
             raw=obj,
         )
 

@@ -1,3 +1,5 @@
+import sys
+
 from bgjobs.dashboard.server import main
 
-main()
+sys.exit(main())

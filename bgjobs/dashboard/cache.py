@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bgjobs.api.v1alpha1 import GROUP, VERSION
 from bgjobs.client.constants import BACKGROUND_JOBS, DEAD_LETTERS, JOB_QUEUES, JOB_WORKFLOWS
@@ -126,13 +126,12 @@ class WatchCache:
         self._stop.set()
 
     def _list(self, plural: str, **kw: Any) -> dict[str, Any]:
-        if self.namespace:
-            return dict(
-                self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural, **kw
-                )
-            )
-        return dict(self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kw))
+        found: Any = (
+            self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, **kw)
+            if self.namespace
+            else self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kw)
+        )
+        return cast(dict[str, Any], found)
 
     def _run(self, plural: str) -> None:
         from kubernetes import watch
@@ -141,7 +140,7 @@ class WatchCache:
         failures = 0
         while not self._stop.is_set():
             try:
-                listing = self._list(plural)
+                listing: dict[str, Any] = self._list(plural)
                 self.replace(plural, listing.get("items") or [])
                 rv = listing["metadata"]["resourceVersion"]
                 failures = 0

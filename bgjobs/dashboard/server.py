@@ -9,6 +9,7 @@ import socket
 import sys
 from typing import Any
 
+from bgjobs.api import names
 from bgjobs.client.connection import load_api_client
 from bgjobs.dashboard.app import Settings, create_app
 from bgjobs.dashboard.cache import WatchCache
@@ -31,11 +32,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def extras_reader(api_client: Any, redis_url: str | None) -> Any:
-    """Reads made for one job's page only: its Events (one list for that object) and its
-    last attempt's outcome in Redis (error with traceback), through its Job's uid."""
+    """Reads made for one job's page only: its Events and its pods (one list each, for
+    that object) and its last attempt's outcome in Redis (error with traceback)."""
     from kubernetes import client
 
-    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    core = client.CoreV1Api(api_client)
     redis = None
     if redis_url:
         import redis as redis_lib
@@ -64,8 +65,18 @@ def extras_reader(api_client: Any, redis_url: str | None) -> Any:
             try:
                 from bgjobs_worker.redis_keys import decode_result, result_key
 
-                uid = batch.read_namespaced_job(job_name, ns).metadata.uid
-                out["outcome"] = decode_result(redis.get(result_key(ns, uid)))
+                # The Job's uid names its Redis keys; its pods carry it as a label (pods
+                # are readable with the dashboard's RBAC, Jobs are not).
+                pods = core.list_namespaced_pod(
+                    ns, label_selector=f"{names.JOB_NAME_LABEL}={job_name}"
+                )
+                uids = {
+                    (p.metadata.labels or {}).get(names.JOB_UID_LABEL)
+                    for p in pods.items
+                    if p.metadata is not None
+                }
+                for uid in sorted(u for u in uids if u):
+                    out["outcome"] = decode_result(redis.get(result_key(ns, uid)))
             except Exception as exc:  # noqa: BLE001 - the Job may be gone (TTL)
                 out["notes"].append(f"outcome: {redact(str(exc))[:300]}")
         return out
@@ -73,7 +84,7 @@ def extras_reader(api_client: Any, redis_url: str | None) -> Any:
     return read
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     opts = parse(argv)
@@ -82,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     cache = WatchCache(api_client, opts.namespace)
     cache.start()
     if not cache.synced.wait(SYNC_TIMEOUT):
-        sys.exit(f"the watch caches did not sync in {SYNC_TIMEOUT}s (see the log above)")
+        print(
+            f"the watch caches did not sync in {SYNC_TIMEOUT}s (see the log above)", file=sys.stderr
+        )
+        return 1
     redis_url = os.environ.get("BGJOBS_REDIS_URL") or None
     settings = Settings(
         actions=opts.actions,
@@ -106,3 +120,4 @@ def main(argv: list[str] | None = None) -> None:
         server.run(sockets=[sock])
     finally:
         cache.stop()
+    return 0

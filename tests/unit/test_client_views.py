@@ -276,3 +276,25 @@ def test_replay_is_an_optimistic_concurrency_update() -> None:
     assert fake.replays == 2
     assert [p["metadata"]["resourceVersion"] for p in fake.patches] == ["1", "2"]
     assert [p["spec"]["replays"] for p in fake.patches] == [1, 2]
+
+
+def test_views_parse_status_into_the_operators_models() -> None:
+    view = JobView.from_object(FAILED_JOB)
+    assert view.status.phase == "Failed" and view.status.error is not None
+    assert view.status.error.exitCode == 3, "typed, not a dict"
+    assert view.status.progress is not None and view.status.progress.total == 4
+
+
+def test_status_fields_a_newer_operator_wrote_are_dropped_not_fatal() -> None:
+    obj = {
+        "metadata": {"name": "j"},
+        "spec": {"task": "t"},
+        "status": {"phase": "Running", "attempts": 2, "somethingNew": {"x": 1}},
+    }
+    view = JobView.from_object(obj)
+    assert (view.phase, view.attempts) == ("Running", 2)
+
+
+def test_a_status_that_does_not_validate_reads_as_defaults() -> None:
+    obj = {"metadata": {"name": "j"}, "spec": {"task": "t"}, "status": {"phase": "Exploded"}}
+    assert JobView.from_object(obj).phase == "Pending"

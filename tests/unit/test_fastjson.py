@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import kopf._cogs.clients.api as kopf_api
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bgjobs_operator import fastjson
 
@@ -50,3 +52,17 @@ def test_numbers_keep_their_exact_values() -> None:
     ):
         got, want = fastjson.loads(doc), json.loads(doc)
         assert got == want and [type(x) for x in got] == [type(x) for x in want], doc
+
+
+def test_the_long_digit_scan_counts_consecutive_digits_only() -> None:
+    assert not fastjson.has_long_digit_run(b"[123456789012345678]")  # 18 digits
+    assert fastjson.has_long_digit_run(b"[1234567890123456789]")  # 19
+    assert fastjson.has_long_digit_run(b'{"x": "a0000000000000000000b"}')  # zeros count too
+    assert not fastjson.has_long_digit_run(b"[123456789.0123456789, 1e123456789]")
+
+
+@given(st.integers(min_value=-(2**80), max_value=2**80))
+def test_any_integer_reads_exactly(n: int) -> None:
+    doc = json.dumps({"args": [n, str(n)], "k": {"v": -n}})
+    got = fastjson.loads(doc)
+    assert got == json.loads(doc) and type(got["args"][0]) is int
