@@ -110,7 +110,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
 
     @app.get("/jobs/{namespace}/{name}", response_class=HTMLResponse)
     def job(request: Request, namespace: str, name: str) -> HTMLResponse:
-        obj = cache.get("backgroundjobs", namespace, name)
+        obj = cache.get_or_fetch("backgroundjobs", namespace, name)
         if obj is None:
             raise HTTPException(404, f"no BackgroundJob {namespace}/{name} (yet)")
         extra = settings.extras(namespace, name, obj) if settings.extras else {}
@@ -143,7 +143,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
 
     @app.get("/workflows/{namespace}/{name}", response_class=HTMLResponse)
     def workflow(request: Request, namespace: str, name: str) -> HTMLResponse:
-        obj = cache.get("jobworkflows", namespace, name)
+        obj = cache.get_or_fetch("jobworkflows", namespace, name)
         if obj is None:
             raise HTTPException(404, f"no JobWorkflow {namespace}/{name} (yet)")
         return render(
@@ -192,7 +192,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
 
     @app.get("/deadletters/{namespace}/{name}", response_class=HTMLResponse)
     def deadletter(request: Request, namespace: str, name: str) -> HTMLResponse:
-        obj = cache.get("deadletters", namespace, name)
+        obj = cache.get_or_fetch("deadletters", namespace, name)
         if obj is None:
             raise HTTPException(404, f"no DeadLetter {namespace}/{name}")
         return render(request, "deadletter.html", obj=obj, row=present.dead_letter_row(obj))

@@ -68,6 +68,22 @@ class WatchCache:
         with self._lock:
             return self._objects[plural].get((namespace, name))
 
+    def get_or_fetch(self, plural: str, namespace: str, name: str) -> Obj | None:
+        """The cached object, or, when the watch has not delivered it yet (a link followed
+        right after a create), one GET of it; None when the API server has none."""
+        found = self.get(plural, namespace, name)
+        if found is not None:
+            return found
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(Obj, obj)
+
     def namespaces(self) -> list[str]:
         with self._lock:
             return sorted({k[0] for objs in self._objects.values() for k in objs})
