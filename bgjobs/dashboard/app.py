@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
@@ -52,6 +52,13 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
     env = settings.templates
     env.filters["json"] = present.as_json
 
+    @app.middleware("http")
+    async def remember_seq(request: Request, call_next: Any) -> Response:
+        # The cache's position before the page reads it: the page's event stream starts
+        # there, so a change landing between the render and the stream's start is not lost.
+        request.state.seq = cache.seq
+        return cast(Response, await call_next(request))
+
     def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
         token = request.cookies.get(csrf.COOKIE) or csrf.new_token()
         flash = None
@@ -67,6 +74,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
             csrf_token=token,
             flash=flash,
             namespaces=cache.namespaces(),
+            seq=request.state.seq,
             **ctx,
         )
         resp = HTMLResponse(html)
@@ -218,8 +226,11 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
     async def events(request: Request) -> StreamingResponse:
         ns = request.query_params.get("namespace") or None
 
+        since = request.query_params.get("since", "")
+        start = int(since) if since.isdigit() else cache.seq
+
         async def stream() -> AsyncIterator[str]:
-            seq = cache.seq
+            seq = start
             coalescer = Coalescer()
             yield ": connected\n\n"
             while not await request.is_disconnected():

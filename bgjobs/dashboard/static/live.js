@@ -75,6 +75,8 @@ function apply(msg) {
 
 window.addEventListener("DOMContentLoaded", () => {
   const ns = document.body.dataset.namespace;
-  const src = new EventSource("/events" + (ns ? "?namespace=" + encodeURIComponent(ns) : ""));
+  const params = new URLSearchParams({since: document.body.dataset.seq || ""});
+  if (ns) params.set("namespace", ns);
+  const src = new EventSource("/events?" + params.toString());
   src.addEventListener("update", (ev) => apply(JSON.parse(ev.data)));
 });
