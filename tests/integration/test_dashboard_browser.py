@@ -206,7 +206,14 @@ def test_a_workflows_graph_shows_steps_changing_state(
     ns = bgjobs.namespace
     steps = [
         {"name": "first", "task": "examples.sleep", "kwargs": {"seconds": 2}},
-        {"name": "second", "task": "examples.add", "args": [1, 2], "dependsOn": ["first"]},
+        # immutable: the first step's result (None) is not passed on as a first argument.
+        {
+            "name": "second",
+            "task": "examples.add",
+            "args": [1, 2],
+            "dependsOn": ["first"],
+            "immutable": True,
+        },
     ]
     body = {
         "apiVersion": "bgjobs.dev/v1alpha1",
