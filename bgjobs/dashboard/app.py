@@ -51,6 +51,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = settings.templates
     env.filters["json"] = present.as_json
+    memo = present.RowMemo()
 
     @app.middleware("http")
     async def remember_seq(request: Request, call_next: Any) -> Response:
@@ -101,7 +102,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
     def jobs(request: Request, page: int = 1) -> HTMLResponse:
         q = request.query_params
         filters = {k: q.get(k, "") for k in ("namespace", "phase", "task", "queue", "label")}
-        rows = [present.job_row(o) for o in cache.objects("backgroundjobs", filters["namespace"])]
+        rows = memo.rows(cache.objects("backgroundjobs", filters["namespace"]))
         rows = [r for r in rows if present.matches(r, filters)]
         rows.sort(key=lambda r: (r["created"], r["name"]), reverse=True)
         shown, pages = present.page_of(rows, page, PAGE_SIZE)

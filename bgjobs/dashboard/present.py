@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bgjobs.client.views import DeadLetterView, JobView
@@ -48,6 +48,32 @@ def job_row(obj: Mapping[str, Any]) -> dict[str, Any]:
         "batch": view.batch,
         "labels": view.labels,
     }
+
+
+class RowMemo:
+    """job_row per object, kept until the object's resourceVersion changes: a page over
+    10,000 jobs then derives only what changed since the last view, not every row."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+    def rows(self, objs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for obj in objs:
+            md = obj.get("metadata") or {}
+            key, rv = (md.get("namespace") or "", md.get("name") or ""), md.get("resourceVersion")
+            hit = self._rows.get(key)
+            if hit is None or hit[0] != rv or rv is None:
+                hit = (str(rv), job_row(obj))
+                self._rows[key] = hit
+            out.append(hit[1])
+        if len(self._rows) > 2 * len(objs) + 1000:  # forget deleted jobs now and then
+            live = {
+                ((o.get("metadata") or {}).get("namespace") or "", o["metadata"]["name"])
+                for o in objs
+            }
+            self._rows = {k: v for k, v in self._rows.items() if k in live}
+        return out
 
 
 def matches(row: Mapping[str, Any], filters: Mapping[str, str]) -> bool:

@@ -139,6 +139,19 @@ def flash(driver: Browser) -> str:
     return str(found[0].text) if found else ""
 
 
+def make_queue(bgjobs: BgJobs, name: str) -> None:
+    """A JobQueue that runs one job at a time."""
+    bgjobs.create(
+        "jobqueues",
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": name},
+            "spec": {"concurrency": 1},
+        },
+    )
+
+
 # --- scenarios ----------------------------------------------------------------------------
 
 
@@ -241,15 +254,7 @@ def test_a_queue_paused_from_the_page_stops_admissions(
     browser: Browser, dashboard: str, bgjobs: BgJobs, batch: client.BatchV1Api
 ) -> None:
     ns = bgjobs.namespace
-    bgjobs.create(
-        "jobqueues",
-        {
-            "apiVersion": "bgjobs.dev/v1alpha1",
-            "kind": "JobQueue",
-            "metadata": {"name": "gate"},
-            "spec": {"concurrency": 1},
-        },
-    )
+    make_queue(bgjobs, "gate")
     browser.get(f"{dashboard}queues?namespace={ns}")
     row = f'tr[data-role="queue"][data-key="{ns}/gate"]'
     until(browser, lambda: attr(browser, row, "data-paused") == "false", "the queue's row")
@@ -301,15 +306,7 @@ def test_a_post_without_the_csrf_token_is_refused(
     """Actions enabled, but a POST that did not come from the page's form (no token, or
     from another origin) is refused, and nothing changes."""
     ns = bgjobs.namespace
-    bgjobs.create(
-        "jobqueues",
-        {
-            "apiVersion": "bgjobs.dev/v1alpha1",
-            "kind": "JobQueue",
-            "metadata": {"name": "guarded"},
-            "spec": {"concurrency": 1},
-        },
-    )
+    make_queue(bgjobs, "guarded")
     browser.get(f"{dashboard}queues?namespace={ns}")
     row = f'tr[data-role="queue"][data-key="{ns}/guarded"]'
     until(browser, lambda: css(browser, f'{row} [data-action="pause-queue"]'), "pause button")
@@ -342,15 +339,7 @@ def test_with_actions_disabled_no_control_is_shown_and_a_forged_post_is_refused(
     bgjobs: BgJobs,
 ) -> None:
     ns = bgjobs.namespace
-    bgjobs.create(
-        "jobqueues",
-        {
-            "apiVersion": "bgjobs.dev/v1alpha1",
-            "kind": "JobQueue",
-            "metadata": {"name": "ro"},
-            "spec": {"concurrency": 1},
-        },
-    )
+    make_queue(bgjobs, "ro")
     bgjobs.submit("ro-job", "examples.sleep", kwargs={"seconds": 30}, queue="ro")
     dash = start_dashboard(devcluster, redis_server, actions=False, log="dashboard-ro.log")
     try:

@@ -185,3 +185,14 @@ def test_long_values_are_cut_and_can_be_seen_whole() -> None:
     assert present.truncated("short") == ("short", False)
     assert present.page_of(list(range(250)), 3, 100) == (list(range(200, 250)), 3)
     assert present.page_of([], 9, 100) == ([], 1)
+
+
+def test_rows_are_derived_again_only_when_the_object_changed() -> None:
+    memo = present.RowMemo()
+    first = bj("a")
+    first["metadata"]["resourceVersion"] = "1"
+    (row,) = memo.rows([first])
+    assert memo.rows([first])[0] is row, "same resourceVersion: the same row"
+    newer = bj("a", "Succeeded")
+    newer["metadata"]["resourceVersion"] = "2"
+    assert memo.rows([newer])[0]["phase"] == "Succeeded"
