@@ -9,7 +9,6 @@ python -m bench --render results.json  # re-render a document from saved raw res
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shlex
@@ -127,10 +126,6 @@ def measure(opts: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     b = setup(state)
     try:
         for name in wanted:
-            if name == "dashboard" and importlib.util.find_spec("bgjobs.dashboard") is None:
-                # Only before the dashboard app is part of the tree.
-                say(f"{TITLES[name]}: skipped, bgjobs.dashboard is not installed")
-                continue
             say(f"{TITLES[name]} ...")
             t0 = time.monotonic()
             try:

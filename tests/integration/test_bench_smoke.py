@@ -3,7 +3,6 @@ markdown report with numbers. Timings are never asserted (the machine is shared)
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -22,9 +21,8 @@ SECTIONS = [
     "6. Worker overhead",
     "7. API client",
     "8. Workflow step hand-off",
+    "10. Dashboard",
 ]
-if importlib.util.find_spec("bgjobs.dashboard") is not None:
-    SECTIONS.append("10. Dashboard")
 NUMBER = re.compile(r"\d+(\.\d+)?\s?(µs|ms|s|MiB|/s)?\b")
 
 

@@ -18,9 +18,6 @@ from devcluster import cluster
 from devcluster.dashboard import DashboardProcess
 from tests.integration.support import BgJobs, OperatorProcess, RedisServer, wait_for
 
-# The app (bgjobs.dashboard) comes from its own branch; until it is merged, nothing to test.
-pytest.importorskip("bgjobs.dashboard", reason="the dashboard app is not in this tree yet")
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL = "apt-get install -y chromium chromium-driver (make system-deps)"

@@ -240,8 +240,6 @@ def test_dashboard_serves_with_the_users_kubeconfig(
 
     from devcluster.dashboard import DashboardProcess
 
-    pytest.importorskip("bgjobs.dashboard", reason="the dashboard app is not in this tree yet")
-
     bgjobs.submit("dash-add", "examples.add", args=[1, 2])
     env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     dash = DashboardProcess(
