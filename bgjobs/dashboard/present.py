@@ -76,6 +76,37 @@ class RowMemo:
         return out
 
 
+def pod_attempts(pods: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per pod of the job's Job, oldest first: each attempt's phase, exit code and
+    the error its worker wrote as the termination message (the Job keeps failed pods
+    until its TTL, so every attempt since then is here, not only the last)."""
+    from bgjobs_worker.termination import parse_termination_message
+
+    rows = []
+    ordered = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    for n, pod in enumerate(ordered, 1):
+        st = pod.get("status") or {}
+        term: dict[str, Any] = {}
+        for cs in st.get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or term
+        doc = parse_termination_message(term.get("message")) or {}
+        error = doc.get("error") or {}
+        rows.append(
+            {
+                "n": n,
+                "pod": (pod.get("metadata") or {}).get("name", ""),
+                "phase": st.get("phase") or "",
+                "exitCode": term.get("exitCode"),
+                "reason": term.get("reason") or "",
+                "error": f"{error.get('type') or ''}: {error.get('message') or ''}"
+                if error
+                else "",
+                "finished": term.get("finishedAt") or "",
+            }
+        )
+    return rows
+
+
 def matches(row: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
     """The jobs page's filters: namespace, phase, task (prefix), queue, label (k=v)."""
     if filters.get("namespace") and row["namespace"] != filters["namespace"]:

@@ -11,12 +11,14 @@ from typing import Any
 
 from bgjobs.api import names
 from bgjobs.client.connection import load_api_client
+from bgjobs.dashboard import present
 from bgjobs.dashboard.app import Settings, create_app
 from bgjobs.dashboard.cache import WatchCache
 from bgjobs.redaction import redact
 
 log = logging.getLogger(__name__)
 SYNC_TIMEOUT = 120
+OUTPUT_TAIL_LINES = 100  # of the newest pod's log, on a job's page
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -32,8 +34,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def extras_reader(api_client: Any, redis_url: str | None) -> Any:
-    """Reads made for one job's page only: its Events and its pods (one list each, for
-    that object) and its last attempt's outcome in Redis (error with traceback)."""
+    """Reads made for one job's page only: its Events and its pods (one list each), the
+    newest pod's log tail, and the last attempt's outcome in Redis (with its traceback)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
@@ -61,23 +63,36 @@ def extras_reader(api_client: Any, redis_url: str | None) -> Any:
         except Exception as exc:  # noqa: BLE001 - shown on the page, never fatal
             out["notes"].append(f"events: {redact(str(exc))[:300]}")
         job_name = (obj.get("status") or {}).get("jobName")
-        if redis is not None and job_name:
+        if not job_name:
+            return out
+        pods: list[dict[str, Any]] = []
+        try:
+            listing = core.list_namespaced_pod(
+                ns, label_selector=f"{names.JOB_NAME_LABEL}={job_name}"
+            )
+            pods = [api_client.sanitize_for_serialization(p) for p in listing.items]
+            out["attempts"] = present.pod_attempts(pods)
+        except Exception as exc:  # noqa: BLE001 - the Job and its pods go after their TTL
+            out["notes"].append(f"pods: {redact(str(exc))[:300]}")
+        if pods:
+            newest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+            try:
+                log_text = core.read_namespaced_pod_log(
+                    newest["metadata"]["name"], ns, tail_lines=OUTPUT_TAIL_LINES
+                )
+                out["output"] = redact(str(log_text))
+            except Exception as exc:  # noqa: BLE001 - a pod without logs (yet, or any more)
+                out["notes"].append(f"output: {redact(str(exc))[:300]}")
+        if redis is not None:
             try:
                 from bgjobs_worker.redis_keys import decode_result, result_key
 
                 # The Job's uid names its Redis keys; its pods carry it as a label (pods
                 # are readable with the dashboard's RBAC, Jobs are not).
-                pods = core.list_namespaced_pod(
-                    ns, label_selector=f"{names.JOB_NAME_LABEL}={job_name}"
-                )
-                uids = {
-                    (p.metadata.labels or {}).get(names.JOB_UID_LABEL)
-                    for p in pods.items
-                    if p.metadata is not None
-                }
+                uids = {(p["metadata"].get("labels") or {}).get(names.JOB_UID_LABEL) for p in pods}
                 for uid in sorted(u for u in uids if u):
                     out["outcome"] = decode_result(redis.get(result_key(ns, uid)))
-            except Exception as exc:  # noqa: BLE001 - the Job may be gone (TTL)
+            except Exception as exc:  # noqa: BLE001 - Redis away: the page still renders
                 out["notes"].append(f"outcome: {redact(str(exc))[:300]}")
         return out
 

@@ -192,6 +192,10 @@ def test_a_failed_jobs_page_shows_its_error_and_traceback_and_its_dead_letter_re
         "the traceback",
     )
     assert "Traceback" in traceback and "PermanentError: bad input" in traceback
+    # Each attempt (pod) with the error its worker wrote, and the newest pod's log tail.
+    attempts = css(browser, '[data-role="attempt-list"]')[0].text
+    assert "PermanentError: bad input" in attempts
+    assert "PermanentError" in css(browser, '[data-role="output"]')[0].get_attribute("textContent")
 
     # Its dead letter, replayed from the page: the operator creates the new job.
     dl = wait_for(lambda: bgjobs.list("deadletters"), timeout=60, what="the dead letter")[0]

@@ -196,3 +196,24 @@ def test_rows_are_derived_again_only_when_the_object_changed() -> None:
     newer = bj("a", "Succeeded")
     newer["metadata"]["resourceVersion"] = "2"
     assert memo.rows([newer])[0]["phase"] == "Succeeded"
+
+
+def test_each_pod_is_an_attempt_with_the_error_its_worker_wrote() -> None:
+    def pod(name: str, created: str, message: str | None, code: int) -> dict[str, Any]:
+        term = {"exitCode": code, "reason": "Error", "finishedAt": created}
+        if message is not None:
+            term["message"] = message
+        return {
+            "metadata": {"name": name, "creationTimestamp": created},
+            "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": term}}]},
+        }
+
+    failed = '{"status": "FAILURE", "error": {"type": "ValueError", "message": "<b>no</b>"}}'
+    rows = present.pod_attempts(
+        [
+            pod("p2", "2026-01-01T00:01:00Z", "not json", 137),
+            pod("p1", "2026-01-01T00:00:00Z", failed, 1),
+        ]
+    )
+    assert [(r["n"], r["pod"], r["exitCode"]) for r in rows] == [(1, "p1", 1), (2, "p2", 137)]
+    assert rows[0]["error"] == "ValueError: <b>no</b>" and rows[1]["error"] == ""
