@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bgjobs.api.v1alpha1 import Phase
 from bgjobs.dashboard import csrf, graph, present
 from bgjobs.dashboard.cache import WatchCache
 from bgjobs.dashboard.live import Coalescer, message
@@ -26,14 +27,12 @@ from bgjobs.schedule import next_fire_times
 HERE = Path(__file__).parent
 PAGE_SIZE = 100
 FLASH_COOKIE = "bgjobs_flash"
-PHASES = ["Pending", "Running", "Retrying", "Succeeded", "Failed", "Cancelled"]
+PHASES = [p.value for p in Phase]
 
 
 @dataclass
 class Settings:
     actions: bool = False
-    redis_url: str | None = None
-    namespace: str | None = None
     api_client: Any = None
     # Reads made for ONE object's page (its Events, its Job's uid): injectable for tests.
     extras: Callable[[str, str, dict[str, Any]], dict[str, Any]] | None = None
@@ -125,22 +124,19 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
         extra = settings.extras(namespace, name, obj) if settings.extras else {}
         row = present.job_row(obj)
         spec = obj.get("spec") or {}
-        args_text, cut = present.truncated(
-            present.as_json({"args": spec.get("args") or [], "kwargs": spec.get("kwargs") or {}})
+        whole = present.as_json(
+            {"args": spec.get("args") or [], "kwargs": spec.get("kwargs") or {}}
         )
         full = request.query_params.get("full") == "args"
+        args_text, cut = (whole, False) if full else present.truncated(whole)
         return render(
             request,
             "job.html",
             obj=obj,
             row=row,
             status=obj.get("status") or {},
-            args_text=present.as_json(
-                {"args": spec.get("args") or [], "kwargs": spec.get("kwargs") or {}}
-            )
-            if full
-            else args_text,
-            args_cut=cut and not full,
+            args_text=args_text,
+            args_cut=cut,
             extra=extra,
         )
 

@@ -115,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = os.environ.get("BGJOBS_REDIS_URL") or None
     settings = Settings(
         actions=opts.actions,
-        redis_url=redis_url,
-        namespace=opts.namespace,
         api_client=api_client,
         extras=extras_reader(api_client, redis_url),
     )
