@@ -108,10 +108,7 @@ class WatchCache:
                 self._objects[plural].pop(key, None)
             else:
                 self._objects[plural][key] = obj
-            self._seq += 1
-            self._changes.append(Change(self._seq, plural, key))
-            if len(self._changes) > self.MAX_CHANGES:
-                del self._changes[: len(self._changes) - self.MAX_CHANGES]
+            self._record(plural, [key])
 
     def replace(self, plural: str, items: Iterable[Obj]) -> None:
         """A fresh listing: objects no longer there are gone, every listed one counts as
@@ -120,14 +117,18 @@ class WatchCache:
         with self._lock:
             gone = set(self._objects[plural]) - set(fresh)
             self._objects[plural] = fresh
-            for key in [*gone, *fresh]:
-                self._seq += 1
-                self._changes.append(Change(self._seq, plural, key))
-            if len(self._changes) > self.MAX_CHANGES:
-                del self._changes[: len(self._changes) - self.MAX_CHANGES]
+            self._record(plural, [*gone, *fresh])
             self._listed.add(plural)
             if self._listed == set(KINDS):
                 self.synced.set()
+
+    def _record(self, plural: str, keys: list[Key]) -> None:
+        """Append changes to the bounded log (the caller holds the lock)."""
+        for key in keys:
+            self._seq += 1
+            self._changes.append(Change(self._seq, plural, key))
+        if len(self._changes) > self.MAX_CHANGES:
+            del self._changes[: len(self._changes) - self.MAX_CHANGES]
 
     # -- the watch threads ------------------------------------------------------------
 
@@ -141,13 +142,16 @@ class WatchCache:
     def stop(self) -> None:
         self._stop.set()
 
-    def _list(self, plural: str, **kw: Any) -> dict[str, Any]:
-        found: Any = (
-            self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, **kw)
-            if self.namespace
-            else self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kw)
-        )
-        return cast(dict[str, Any], found)
+    def _lister(self, plural: str) -> tuple[Any, tuple[str, ...]]:
+        """The list call for this kind and its arguments (a watch is the same call)."""
+        if self.namespace:
+            return self.custom.list_namespaced_custom_object, (
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+            )
+        return self.custom.list_cluster_custom_object, (GROUP, VERSION, plural)
 
     def _run(self, plural: str) -> None:
         from kubernetes import watch
@@ -156,26 +160,13 @@ class WatchCache:
         failures = 0
         while not self._stop.is_set():
             try:
-                listing: dict[str, Any] = self._list(plural)
+                func, args = self._lister(plural)
+                listing = cast(dict[str, Any], func(*args))
                 self.replace(plural, listing.get("items") or [])
                 rv = listing["metadata"]["resourceVersion"]
                 failures = 0
                 while not self._stop.is_set():
                     w = watch.Watch()
-                    func = (
-                        self.custom.list_namespaced_custom_object
-                        if self.namespace
-                        else self.custom.list_cluster_custom_object
-                    )
-                    args = (
-                        (GROUP, VERSION, self.namespace, plural)
-                        if self.namespace
-                        else (
-                            GROUP,
-                            VERSION,
-                            plural,
-                        )
-                    )
                     for event in w.stream(
                         func,
                         *args,
