@@ -29,6 +29,7 @@ from bench import (
     latency,
     memory,
     progress,
+    queues,
     report,
     sizes,
     throughput,
@@ -50,6 +51,7 @@ SECTIONS: dict[str, ModuleType] = {
     "workflows": workflows,
     "batches": batches,
     "dashboard": dashboard,
+    "queues": queues,
 }
 TITLES = {
     "throughput": "1. Reconcile throughput",
@@ -62,6 +64,7 @@ TITLES = {
     "workflows": "8. Workflow step hand-off",
     "batches": "9. Batches",
     "dashboard": "10. Dashboard",
+    "queues": "11. JobQueue admission",
 }
 
 

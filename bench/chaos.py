@@ -37,6 +37,7 @@ from kubernetes import client
 from bench import audit, report
 from bench.cluster import ROOT, Bench, OperatorRun, setup, teardown
 from devcluster import cluster
+from devcluster.peering import ensure_peering
 from tests.integration.support import RedisServer
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -390,54 +391,8 @@ def operator_kill(r: Run) -> tuple[str, dict[str, Any]]:
     )
 
 
-PEERING_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "kopfpeerings.kopf.dev"},
-    "spec": {
-        "group": "kopf.dev",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "KopfPeering",
-            "listKind": "KopfPeeringList",
-            "plural": "kopfpeerings",
-            "singular": "kopfpeering",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
 def _ensure_peering(r: Run) -> None:
-    ext = client.ApiextensionsV1Api(r.bench.api)
-    with contextlib.suppress(client.ApiException):
-        ext.create_custom_resource_definition(PEERING_CRD)
-
-    def established() -> bool:
-        crd = ext.read_custom_resource_definition("kopfpeerings.kopf.dev")
-        conds = (crd.status.conditions or []) if crd.status else []
-        return any(c.type == "Established" and c.status == "True" for c in conds)
-
-    _until(established, 60, "the KopfPeering CRD")
-    r.custom.create_namespaced_custom_object(
-        "kopf.dev",
-        "v1",
-        r.ns,
-        "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "chaos"}},
-    )
+    ensure_peering(r.bench.api, r.ns, "chaos")
 
 
 def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -26,6 +26,8 @@ class Sizes:
     batch_items: int = 10000  # BENCH_BATCH_ITEMS: no-op items in one batch
     batch_parallelism: int = 2  # BENCH_BATCH_PARALLELISM: the batch's pods
     batch_jobs: int = 50  # BENCH_BATCH_JOBS: per-Job no-op BackgroundJobs to compare with
+    queue_jobs: int = 60  # BENCH_QUEUE_JOBS: jobs through a JobQueue of concurrency 2
+    queue_rate_seconds: float = 300.0  # BENCH_QUEUE_RATE_SECONDS: backlog held at 60/m
     # BENCH_CELERY: 1 run (creating the bench venv if needed), 0 skip, if-present (run only
     # when the bench venv exists: the smoke run never installs anything)
     celery: str = "1"
@@ -46,6 +48,8 @@ SMOKE = Sizes(
     celery="if-present",
     batch_items=200,
     batch_jobs=3,
+    queue_jobs=6,
+    queue_rate_seconds=15.0,
 )
 
 

@@ -77,6 +77,11 @@ class InvalidSpec(BgJobsError):
         super().__init__(message)
 
 
+class RateLimitNotEnforced(BgJobsError):
+    """A task declared ``@task(rate_limit=...)`` and the JobQueue its job would go to does
+    not enforce that rate; nothing was submitted (the message says what to apply)."""
+
+
 class Conflict(BgJobsError):
     """The object already exists and is not the one asked for (e.g. an idempotency key
     reused for a different task), or an update kept losing an optimistic-concurrency race."""

@@ -12,6 +12,7 @@ alike: no look-around, no back-references, flags only as a leading ``(?i)``.
 
 from __future__ import annotations
 
+import fnmatch
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -443,6 +444,23 @@ RATE_LIMIT_FORMAT = optional_matches(
     "rateLimit is N/s, N/m or N/h with N from 1 to 999999 (e.g. 10/m: ten admissions a minute)",
 )
 JOB_QUEUE_RULES: tuple[Rule, ...] = (RATE_LIMIT_FORMAT,)
+
+
+def route(task: str, jobqueues: Iterable[dict[str, Any]]) -> str | None:
+    """The queue whose routes match `task` (Celery's task_routes). Several matching: the
+    longest glob wins (the most specific), then the queue name that sorts first, so the
+    answer never depends on the order objects were seen."""
+    best: tuple[int, str] | None = None
+    for jq in jobqueues:
+        name = jq["metadata"]["name"]
+        for glob in (jq.get("spec") or {}).get("routes") or []:
+            if fnmatch.fnmatchcase(task, glob):
+                candidate = (-len(glob), name)
+                if best is None or candidate < best:
+                    best = candidate
+    return best[1] if best else None
+
+
 ONE_START_TIME = at_most_one_of(
     "startAt",
     "countdownSeconds",

@@ -21,6 +21,7 @@ from bgjobs.client.constants import (
     JOB_QUEUES,
 )
 from bgjobs.client.naming import build_background_job, generate_name, idempotent_name
+from bgjobs.client.task_options import declared, rate_limit_problem
 from bgjobs.client.views import DeadLetterView, JobView
 from bgjobs.client.workflows import WorkflowHandle, submit_workflow
 from bgjobs.errors import (
@@ -30,6 +31,7 @@ from bgjobs.errors import (
     JobFailed,
     JobTimeout,
     NotFound,
+    RateLimitNotEnforced,
 )
 from bgjobs_worker.canvas import Canvas
 
@@ -62,6 +64,9 @@ class Client:
         self.core = client.CoreV1Api(self.api_client)
         self.redis = redis
         self.request_timeout = request_timeout
+        # (queue, task, rate) triples whose JobQueue was found to enforce the rate; checked
+        # once per client (task_options.py).
+        self._rates_checked: set[tuple[str | None, str, str]] = set()
 
     @property
     def server(self) -> str:
@@ -148,8 +153,11 @@ class Client:
     ) -> JobHandle:
         """``submit`` with args and kwargs passed as values (RQ's ``enqueue_call``, Celery's
         ``apply_async(args, kwargs)``), for task arguments built at run time."""
-        if options.get("queue") is None and (queue := _decorated_queue(task)):
-            options["queue"] = queue
+        decorator = declared(task)
+        if options.get("queue") is None and decorator.queue:
+            options["queue"] = decorator.queue
+        if decorator.rate_limit:
+            self._check_rate_limit(task, decorator.rate_limit, options.get("queue"))
         generated = name is None and idempotency_key is None
         if name is None:
             name = (
@@ -402,6 +410,16 @@ class Client:
             )
         return DeadLetterView.from_object(as_dict(obj))
 
+    def _check_rate_limit(self, task: str, rate: str, queue: str | None) -> None:
+        """Refuse a submission whose ``@task(rate_limit=...)`` its JobQueue does not enforce."""
+        key = (queue, task, rate)
+        if key in self._rates_checked:
+            return
+        problem = rate_limit_problem(task, rate, queue, self.queues(), self.namespace)
+        if problem is not None:
+            raise RateLimitNotEnforced(problem)
+        self._rates_checked.add(key)
+
     def queues(self) -> builtins.list[dict[str, Any]]:
         """The JobQueues of the namespace, as the API returns them, by name."""
         with self.errors("JobQueue"):
@@ -524,14 +542,3 @@ class JobHandle:
 
     def delete(self) -> None:
         self.client.delete(self.name)
-
-
-def _decorated_queue(task: str) -> str | None:
-    """The queue a task's ``@task(queue=...)`` names, when this process has imported it
-    (Celery's decorator option means the same here); None otherwise."""
-    try:
-        from bgjobs_worker.registry import registered_tasks
-    except ImportError:
-        return None
-    registered = registered_tasks().get(task)
-    return registered.queue if registered is not None else None

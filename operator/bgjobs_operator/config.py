@@ -31,6 +31,9 @@ class OperatorConfig:
     health_port: int = 8081
     progress_interval: float = 1.0
     peering: str | None = None
+    # kopf peering priority: the highest live one is active. None: drawn at random per
+    # process, so two replicas of one Deployment never tie (kopf pauses all on a tie).
+    peering_priority: int | None = None
     # queue -> most Jobs of that queue running at once in one namespace (unlisted: no limit)
     queue_limits: dict[str, int] = field(default_factory=dict)
     max_result_bytes: int = 8192
@@ -168,6 +171,12 @@ ENV_FLAGS: list[tuple[str, str, str]] = [
         "per namespace; the rest wait suspended",
     ),
     ("--peering", "BGJOBS_PEERING", "kopf peering name for several replicas; empty: standalone"),
+    (
+        "--peering-priority",
+        "BGJOBS_PEERING_PRIORITY",
+        "this replica's peering priority, >= 1 (the highest live replica is active; "
+        "default: random per process)",
+    ),
 ]
 
 
@@ -201,8 +210,17 @@ def parse(argv: list[str] | None = None) -> OperatorConfig:
             float(opts.progress_interval) if opts.progress_interval else defaults.progress_interval
         ),
         peering=opts.peering or None,
+        peering_priority=_positive("--peering-priority", opts.peering_priority),
         queue_limits=parse_queue_limits(opts.queue_limits),
     )
+
+
+def _positive(flag: str, text: str | None) -> int | None:
+    if not text:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SystemExit(f"{flag}: {text!r} is not an integer >= 1")
+    return int(text)
 
 
 def parse_queue_limits(text: str | None) -> dict[str, int]:

@@ -29,6 +29,7 @@ from bgjobs_operator.controllers import (
 from bgjobs_operator.kubeapi import ApiError, KubeApi, load_credentials
 from bgjobs_operator.progress import ProgressPump
 from bgjobs_operator.runtime import Runtime, WorkKey
+from bgjobs_operator.standby import Standby, observe_kopf_peering
 from bgjobs_operator.workqueue import worker
 
 log = logging.getLogger("bgjobs_operator")
@@ -141,10 +142,15 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     rt = _runtime
     assert rt is not None
     _tasks.append(asyncio.create_task(rt.queue.run_timer(), name="workqueue-timer"))
+    # With peering, a paused replica's workers wait (standby.py); standalone, never.
+    gate = Standby(rt.forget_cluster_state) if rt.config.peering else None
+    if gate is not None:
+        observe_kopf_peering(gate)
     for n in range(WORKERS):
         _tasks.append(
             asyncio.create_task(
-                worker(rt.queue, lambda key: dispatch(rt, key), on_error), name=f"worker-{n}"
+                worker(rt.queue, lambda key: dispatch(rt, key), on_error, gate),
+                name=f"worker-{n}",
             )
         )
     _tasks.append(asyncio.create_task(release_freed_memory(), name="malloc-trim"))
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         peering_name=cfg.peering,  # None: no peering resources needed
         # kopf pauses every replica of the highest priority when there are several, so
         # each replica draws its own: one handles events, the others stand by.
-        priority=secrets.randbelow(2**31) + 1 if cfg.peering else None,
+        priority=(cfg.peering_priority or secrets.randbelow(2**31) + 1) if cfg.peering else None,
         liveness_endpoint=(
             f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
         ),

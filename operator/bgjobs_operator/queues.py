@@ -5,7 +5,6 @@ rate limits, pause and routes on the same mechanism: routing and ordering live h
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -48,21 +47,6 @@ CONCURRENCY_LIMIT = "ConcurrencyLimit"
 RATE_LIMITED = "RateLimited"
 QUEUE_PAUSED = "QueuePaused"
 NOT_BEFORE = "NotBefore"
-
-
-def route(task: str, jobqueues: Iterable[dict[str, Any]]) -> str | None:
-    """The queue whose routes match `task` (Celery's task_routes). Several matching: the
-    longest glob wins (the most specific), then the queue name that sorts first, so the
-    answer never depends on the order objects were seen."""
-    best: tuple[int, str] | None = None
-    for jq in jobqueues:
-        name = jq["metadata"]["name"]
-        for glob in (jq.get("spec") or {}).get("routes") or []:
-            if fnmatch.fnmatchcase(task, glob):
-                candidate = (-len(glob), name)
-                if best is None or candidate < best:
-                    best = candidate
-    return best[1] if best else None
 
 
 @dataclass(frozen=True)

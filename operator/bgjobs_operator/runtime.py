@@ -168,7 +168,8 @@ class Runtime:
     # Why each queued Job waits, as its JobQueue's last reconcile decided: (reason, message).
     # The BackgroundJob reconciler turns it into the Queued condition.
     waiting: dict[Key, tuple[str, str]] = field(default_factory=dict)
-    # Admission times per JobQueue (namespace, queue), for status.admittedLastMinute.
+    # Admission times per JobQueue (namespace, queue), for status.admittedLastMinute: every
+    # replica's, loaded from Redis once, then this process's own added as it admits.
     admissions: dict[Key, deque[datetime]] = field(default_factory=dict)
     # When each JobQueue's status was last written (monotonic seconds), to coalesce writes.
     queue_status_written: dict[Key, float] = field(default_factory=dict)
@@ -184,6 +185,32 @@ class Runtime:
         self.jobs.add_index("queue", by_active_queue)
         self.jobqueues.add_index("namespace", by_namespace)
         self.schedules.add_index("namespace", by_namespace)
+
+    def forget_cluster_state(self) -> None:
+        """Empty every store and what was derived from them, as at a fresh start: a replica
+        that stood by (standby.py) lists the cluster again instead of trusting copies that
+        stopped following it. The work queue's keys stay; reconciling a key whose object is
+        not listed yet does nothing, and its listing enqueues it again."""
+        for store in (
+            self.backgroundjobs,
+            self.jobs,
+            self.schedules,
+            self.cronjobs,
+            self.deadletters,
+            self.workflows,
+            self.jobqueues,
+        ):
+            store.clear()
+        for memory in (
+            self.progress,
+            self.batches,
+            self.resumed,
+            self.waiting,
+            self.queue_status_written,
+            self.jobqueues_listed,
+            self.admissions,  # reloaded from Redis (controllers/jobqueue.py)
+        ):
+            memory.clear()
 
     def rate_limiter(self) -> Limiter:
         """Redis' GCRA when Redis is configured (cluster-wide), else one in memory."""

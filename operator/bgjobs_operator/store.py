@@ -77,6 +77,13 @@ class Store:
             self._index(name, key, obj)
         return obj
 
+    def clear(self) -> None:
+        """Forget everything (a standby replica taking over lists it all again)."""
+        self._objects.clear()
+        for name in self._index_fns:
+            self._indexes[name].clear()
+            self._entries[name].clear()
+
     def remove(self, obj: Obj) -> None:
         """Forget obj, unless the store holds a newer object of the same name."""
         key = key_of(obj)

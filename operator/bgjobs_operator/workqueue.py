@@ -20,7 +20,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
@@ -114,12 +114,26 @@ Reconcile = Callable[[K], Awaitable[float | None]]
 OnError = Callable[[K, Exception, float], None]
 
 
-async def worker(queue: WorkQueue[K], reconcile: Reconcile[K], on_error: OnError[K]) -> None:
+class Gate(Protocol):
+    def is_open(self) -> bool: ...
+    async def wait_open(self) -> None: ...
+
+
+async def worker(
+    queue: WorkQueue[K], reconcile: Reconcile[K], on_error: OnError[K], gate: Gate | None = None
+) -> None:
     """Drain the queue forever. reconcile(key) returns the seconds after which the key wants
     to be seen again (None: on events only); an exception retries it with backoff and is
-    reported to on_error(key, exception, delay)."""
+    reported to on_error(key, exception, delay). While `gate` is closed (a standby replica,
+    standby.py) keys wait in the queue, deduped, and none is reconciled."""
     while True:
+        if gate is not None:
+            await gate.wait_open()
         key = await queue.get()
+        if gate is not None and not gate.is_open():  # closed while this worker waited
+            queue.done(key)
+            queue.add(key)
+            continue
         try:
             again = await reconcile(key)
         except asyncio.CancelledError:

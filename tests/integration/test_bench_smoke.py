@@ -22,6 +22,7 @@ SECTIONS = [
     "7. API client",
     "8. Workflow step hand-off",
     "10. Dashboard",
+    "11. JobQueue admission",
 ]
 NUMBER = re.compile(r"\d+(\.\d+)?\s?(µs|ms|s|MiB|/s)?\b")
 

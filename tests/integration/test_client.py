@@ -142,3 +142,33 @@ def test_async_client(jobs: Client) -> None:
         return result, (await ajobs.get(handle.name)).phase
 
     assert asyncio.run(scenario()) == (42, "Succeeded")
+
+
+def test_a_decorated_rate_limit_is_held_to_its_job_queue(jobs: Client, bgjobs: BgJobs) -> None:
+    """@task(rate_limit="30/m", queue=...) means what Celery users expect only if the
+    JobQueue enforces it: the client refuses the submission until it does, creating
+    nothing, then submits into that queue."""
+    from bgjobs.errors import RateLimitNotEnforced
+    from bgjobs_worker.registry import task
+
+    @task(name="tests.rated_mail", queue="rated-mail", rate_limit="30/m")
+    def rated_mail(to: str) -> str:
+        return to
+
+    with pytest.raises(RateLimitNotEnforced, match="has no JobQueue"):
+        jobs.submit("tests.rated_mail", "ada@example.com")
+    bgjobs.create(
+        "jobqueues",
+        {
+            "apiVersion": "bgjobs.dev/v1alpha1",
+            "kind": "JobQueue",
+            "metadata": {"name": "rated-mail"},
+            "spec": {"rateLimit": "10/m"},
+        },
+    )
+    with pytest.raises(RateLimitNotEnforced, match="has rateLimit 10/m; make it 30/m"):
+        jobs.submit("tests.rated_mail", "ada@example.com")
+    assert jobs.list(task="tests.rated_mail") == [], "a refused submission creates nothing"
+    bgjobs.patch("rated-mail", {"spec": {"rateLimit": "30/m"}}, plural="jobqueues")
+    handle = jobs.submit("tests.rated_mail", "ada@example.com")
+    assert jobs.get(handle.name).queue == "rated-mail"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,12 +40,11 @@ def queued_reason(bgjobs: BgJobs, name: str) -> str | None:
     )
 
 
-def admission_times(audit_log: str, namespace: str) -> dict[str, dt.datetime]:
-    """When the operator unsuspended each Job (its patch of the Job, from the audit log):
-    the admission itself, not when the Job controller got round to starting it."""
+def admission_patches(audit_log: str, namespace: str) -> Iterator[tuple[str, dt.datetime]]:
+    """(Job name, when) of every successful patch of a Job of the namespace by the
+    operator, from the audit log: it patches a Job only to unsuspend (admit) it."""
     import json
 
-    times: dict[str, dt.datetime] = {}
     with open(audit_log) as f:
         for line in f:
             e = json.loads(line)
@@ -55,9 +55,25 @@ def admission_times(audit_log: str, namespace: str) -> dict[str, dt.datetime]:
                 and ref.get("namespace") == namespace
                 and e.get("userAgent", "").startswith("bgjobs-operator/")
                 and e.get("stage") == "ResponseComplete"
+                and (e.get("responseStatus") or {}).get("code", 200) < 300
             ):
-                times.setdefault(ref["name"], parse(e["requestReceivedTimestamp"]))
+                yield ref["name"], parse(e["requestReceivedTimestamp"])
+
+
+def admission_times(audit_log: str, namespace: str) -> dict[str, dt.datetime]:
+    """When the operator unsuspended each Job: the admission itself, not when the Job
+    controller got round to starting it."""
+    times: dict[str, dt.datetime] = {}
+    for name, at in admission_patches(audit_log, namespace):
+        times.setdefault(name, at)
     return times
+
+
+def admission_counts(audit_log: str, namespace: str) -> dict[str, int]:
+    """How many times each Job was admitted (patched by the operator)."""
+    from collections import Counter
+
+    return dict(Counter(name for name, _ in admission_patches(audit_log, namespace)))
 
 
 def most_at_once(spans: list[tuple[str, str]]) -> int:
@@ -341,3 +357,141 @@ def test_the_cap_holds_with_two_operators_admitting_at_once(  # type: ignore[no-
         assert second.alive() and operator.alive()
     finally:
         second.stop()
+
+
+def reconciles(op: Any) -> float:
+    """The replica's reconcile count, all kinds (bgjobs_reconcile_seconds_count)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in op.metrics().splitlines()
+        if line.startswith("bgjobs_reconcile_seconds_count")
+    )
+
+
+def test_a_burst_of_100_with_two_peering_replicas_keeps_the_cap_and_the_standby_idle(  # type: ignore[no-untyped-def]
+    bgjobs: BgJobs, operator, devcluster, redis_server: RedisServer, api_client, alert_sink
+) -> None:
+    """Two replicas with kopf peering instead of the standalone operator: A (priority 1)
+    alone, then B (priority 2) joins mid-burst, so kopf pauses A. A's workers must then
+    reconcile nothing, although its delayed keys (the queue's admission window, resyncs)
+    keep falling due; B lists everything afresh and finishes the burst. The cap holds,
+    every Job is admitted exactly once, every job succeeds."""
+    from pathlib import Path
+
+    from devcluster.peering import ensure_peering
+    from tests.integration.support import OperatorProcess
+
+    ensure_peering(api_client, bgjobs.namespace, "peers")
+
+    def replica(tag: str, priority: int) -> OperatorProcess:
+        log_dir = Path(devcluster.state_dir) / "logs" / f"peer-{tag}-{bgjobs.namespace}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "BGJOBS_WEBHOOK_URL": alert_sink.url,
+            "BGJOBS_NAMESPACES": bgjobs.namespace,
+            "BGJOBS_PEERING": "peers",
+            "BGJOBS_PEERING_PRIORITY": str(priority),
+        }
+        return OperatorProcess(devcluster.kubeconfig, redis_server.url, log_dir, extra_env=env)
+
+    a, b = replica("a", 1), replica("b", 2)
+    operator.stop()
+    try:
+        a.start()
+        wait_for(
+            lambda: "Resuming operations" in a.log_text(), timeout=60, what="replica A to lead"
+        )
+        make_queue(bgjobs, "burst", concurrency=4)
+        names = [f"p{i:03d}" for i in range(100)]
+        for name in names:
+            bgjobs.submit(name, "examples.sleep", kwargs={"seconds": 0.5}, queue="burst")
+        audit = f"{devcluster.state_dir}/logs/audit.log"
+        wait_for(
+            lambda: len(admission_counts(audit, bgjobs.namespace)) >= 12,
+            timeout=180,
+            what="replica A to admit a dozen jobs",
+        )
+        # A's key for this one falls due while A stands by: A must leave it to B.
+        bgjobs.submit("later", "examples.noop", countdownSeconds=15)
+        b.start()
+        wait_for(lambda: "standing by" in a.log_text(), timeout=60, what="replica A to stand by")
+        wait_for(lambda: "taking over" in b.log_text(), timeout=60, what="replica B to take over")
+        import time
+
+        time.sleep(2)  # reconciles A had in flight when kopf paused it end
+        idle_from = reconciles(a)
+        done = [bgjobs.wait_phase(name, timeout=600) for name in names]
+        assert [d["phase"] for d in done] == ["Succeeded"] * len(names)
+        assert most_at_once([(d["startTime"], d["completionTime"]) for d in done]) <= 4
+        assert bgjobs.wait_phase("later", timeout=120)["phase"] == "Succeeded"
+        counts = admission_counts(audit, bgjobs.namespace)
+        assert sorted(counts) == names, "every job admitted, none skipped"
+        assert set(counts.values()) == {1}, f"admitted twice: {counts}"
+        assert reconciles(a) == idle_from, "the standby reconciled nothing"
+        assert a.alive() and b.alive()
+    finally:
+        a.stop()
+        b.stop()
+        operator.start()
+
+
+def test_admitted_last_minute_is_shared_through_redis(redis_server: RedisServer) -> None:
+    """A replica that starts (or takes over) counts the other replicas' admissions of the
+    last minute, read from Redis, not only its own."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from bgjobs_operator.config import OperatorConfig
+    from bgjobs_operator.controllers import jobqueue
+    from bgjobs_operator.runtime import Runtime
+
+    now = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+
+    async def run() -> tuple[int, int, int]:
+        conn = aioredis.Redis.from_url(redis_server.url)
+        try:
+            first, second = (Runtime(config=OperatorConfig(), api=None, redis=conn) for _ in "ab")  # type: ignore[arg-type]
+            earlier = now - dt.timedelta(seconds=90)  # outside the window by now
+            await jobqueue._record_admissions(first, "ns", "q", ["old"], earlier)
+            await jobqueue._record_admissions(first, "ns", "q", ["j1", "j2"], now)
+            await jobqueue._load_admissions(second, "ns", "q", now + dt.timedelta(seconds=5))
+            late = now + dt.timedelta(seconds=61)
+            third = Runtime(config=OperatorConfig(), api=None, redis=conn)  # type: ignore[arg-type]
+            await jobqueue._load_admissions(third, "ns", "q", late)
+            kept = await conn.zcard(jobqueue.admissions_key("ns", "q"))
+            return len(second.admissions[("ns", "q")]), len(third.admissions[("ns", "q")]), kept
+        finally:
+            await conn.aclose()
+
+    seen, later, kept = asyncio.run(run())
+    assert seen == 2, "the other replica's two admissions of the last minute"
+    assert later == 0, "a minute on, the window is empty"
+    assert kept == 2, "admissions older than the window are trimmed from Redis"
+
+
+def test_a_120_per_minute_queue_holds_the_rate_in_every_window_and_fills_it_when_backlogged(  # type: ignore[no-untyped-def]
+    bgjobs: BgJobs, devcluster
+) -> None:
+    """150 jobs at once into a 120/m queue: no 60 s window holds more than 120 admissions
+    (Redis' GCRA), and the first minute, with a backlog throughout, admits at least 90 %
+    of 120 (the operator's own latency between tokens is what could lose rate)."""
+    import bisect
+
+    make_queue(bgjobs, "perminute", rateLimit="120/m")
+    names = [f"m{i:03d}" for i in range(150)]
+    for name in names:
+        bgjobs.submit(name, "examples.noop", queue="perminute")
+    audit = f"{devcluster.state_dir}/logs/audit.log"
+    wait_for(
+        lambda: len(admission_counts(audit, bgjobs.namespace)) == len(names),
+        timeout=300,
+        what="all 150 admitted",
+    )
+    counts = admission_counts(audit, bgjobs.namespace)
+    assert set(counts.values()) == {1}, "each admitted once"
+    times = sorted(admission_times(audit, bgjobs.namespace).values())
+    minute = dt.timedelta(seconds=60)
+    windows = [bisect.bisect_left(times, t + minute) - i for i, t in enumerate(times)]
+    assert max(windows) <= 120, f"a 60 s window held {max(windows)} admissions"
+    assert windows[0] >= 108, f"backlogged first minute admitted only {windows[0]} of 120"

@@ -8,8 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from bgjobs.api import names
+from bgjobs.api.rules import route
 from bgjobs_operator.controllers import backgroundjob, jobqueue
-from bgjobs_operator.queues import Waiting, route
+from bgjobs_operator.queues import Waiting
 from bgjobs_operator.ratelimit import MemoryLimiter, Rate, gcra, parse_rate
 from bgjobs_operator.runtime import Runtime
 from tests.unit.fakeapi import FakeApi

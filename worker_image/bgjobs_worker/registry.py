@@ -41,6 +41,7 @@ class Task:
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
         queue: str | None = None,
+        rate_limit: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -51,6 +52,10 @@ class Task:
         # Read by the Python client when it submits this task without a queue (Celery's
         # @task(queue=...)); the worker itself never uses it.
         self.queue = queue
+        # Also for the client only: "10/m" must match the rateLimit of the JobQueue the task
+        # goes to, which enforces it cluster-wide (Celery's is per worker); a submission
+        # whose queue does not enforce it is refused (bgjobs/client/task_options.py).
+        self.rate_limit = rate_limit
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -179,6 +184,7 @@ def task(
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
     queue: str | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -193,6 +199,7 @@ def task(
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
     queue: str | None = None,
+    rate_limit: str | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task; use bare (``@task``) or with options (``@task(...)``)."""
 
@@ -207,6 +214,7 @@ def task(
                 soft_time_limit=soft_time_limit,
                 time_limit=time_limit,
                 queue=queue,
+                rate_limit=rate_limit,
             )
         )
 

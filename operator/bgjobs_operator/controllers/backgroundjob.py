@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bgjobs.api import names
+from bgjobs.api.rules import route
 from bgjobs.api.v1alpha1 import (
     DEFAULT_QUEUE,
     BackgroundJobSpec,
@@ -42,7 +43,7 @@ from bgjobs_operator.deadletters import build_dead_letter, dead_letter_name
 from bgjobs_operator.effects import perform
 from bgjobs_operator.jobspec import InvalidSpec, Placement, build_job, items_json
 from bgjobs_operator.kubeapi import ApiError
-from bgjobs_operator.queues import NOT_BEFORE, route
+from bgjobs_operator.queues import NOT_BEFORE
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import build_run
 from bgjobs_worker import batch_keys, redis_keys

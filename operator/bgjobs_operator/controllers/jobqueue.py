@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import JobQueueSpec, JobQueueStatus
@@ -145,8 +145,49 @@ def rate_message(i: int, queue: str, rate: str) -> str:
     return f"{_ahead(i, queue)}; rate {rate} reached"
 
 
+def admissions_key(namespace: str, queue: str) -> str:
+    """Redis sorted set of the queue's recent admissions (member: Job name, score: epoch
+    seconds), shared by every replica: admittedLastMinute counts all of them, and a
+    restarted or newly active replica starts from it instead of from zero."""
+    return f"bgjobs:{namespace}:queue:{queue}:admitted"
+
+
+async def _load_admissions(rt: Runtime, namespace: str, name: str, now: datetime) -> None:
+    """Once per process (and after a standby takes over), the last minute's admissions of
+    every replica, from Redis."""
+    if rt.redis is None or (namespace, name) in rt.admissions:
+        return
+    since = (now - WINDOW).timestamp()
+    try:
+        rows: list[Any] = await rt.redis.zrangebyscore(
+            admissions_key(namespace, name), since, "+inf", withscores=True
+        )
+    except (RedisError, OSError) as exc:  # informational: the count starts from here
+        log.warning("reading queue %s/%s admissions from Redis: %s", namespace, name, exc)
+        rows = []
+    times = sorted(datetime.fromtimestamp(score, tz=now.tzinfo) for _, score in rows)
+    rt.admissions[(namespace, name)] = deque(times)
+
+
+async def _record_admissions(
+    rt: Runtime, namespace: str, name: str, jobs: list[str], now: datetime
+) -> None:
+    if rt.redis is None or not jobs:
+        return
+    key, score = admissions_key(namespace, name), now.timestamp()
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.zadd(key, dict.fromkeys(jobs, score))
+    pipe.zremrangebyscore(key, "-inf", (now - WINDOW).timestamp())
+    pipe.expire(key, int(WINDOW.total_seconds()) * 2)
+    try:
+        await pipe.execute()
+    except (RedisError, OSError) as exc:  # the admissions happened; only the count suffers
+        log.warning("recording queue %s/%s admissions in Redis: %s", namespace, name, exc)
+
+
 async def reconcile(rt: Runtime, namespace: str, name: str) -> float | None:
     now = rt.clock()
+    await _load_admissions(rt, namespace, name, now)
     obs = observe(rt, namespace, name, now)
     if obs.jq is None and obs.waiting and obs.legacy_limit is None:
         # About to let the queue's Jobs run unqueued: make sure it is gone, not merely
@@ -194,6 +235,7 @@ async def act(rt: Runtime, obs: Observed, decision: QueueDecision, now: datetime
     requeue = decision.requeue_after
     admitted = 0
     waits = {w.name: w for w in obs.waiting}
+    done: list[str] = []
     for i, job_name in enumerate(decision.admit):
         if rate is not None:
             wait = await rt.rate_limiter().take(rate_key(ns, name), rate)
@@ -210,11 +252,13 @@ async def act(rt: Runtime, obs: Observed, decision: QueueDecision, now: datetime
             continue
         rt.jobs.put(job)
         admitted += 1
+        done.append(job_name)
         rt.admissions.setdefault((ns, name), deque()).append(now)
         metrics.QUEUE_ADMITTED.labels(ns, name).inc()
         waited = _seconds_since(waits[job_name].created, now)
         if waited is not None:
             metrics.QUEUE_WAIT_SECONDS.labels(ns, name).observe(waited)
+    await _record_admissions(rt, ns, name, done, now)
     _note_reasons(rt, ns, obs, reasons)
     if decision.status is not None and obs.jq is not None:
         status = {

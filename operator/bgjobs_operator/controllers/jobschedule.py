@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bgjobs.api.rules import route
 from bgjobs.api.v1alpha1 import DEFAULT_QUEUE, JobScheduleSpec
 from bgjobs_operator.actions import Action, CreateObject, Decision, DeleteObject, PostEvent
 from bgjobs_operator.config import OperatorConfig
@@ -22,7 +23,6 @@ from bgjobs_operator.controllers.backgroundjob import QueueInfo, placement
 from bgjobs_operator.effects import perform
 from bgjobs_operator.jobspec import Placement
 from bgjobs_operator.kubeapi import ApiError
-from bgjobs_operator.queues import route
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.schedules import (
     SPEC_HASH,
