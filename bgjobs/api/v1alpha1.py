@@ -497,6 +497,9 @@ class JobScheduleSpec(Model):
     """Failed runs kept (their DeadLetters are kept regardless)."""
     template: TaskTemplate
     """The task each run executes, with the same fields as a BackgroundJob spec."""
+    priority: int = Field(0, ge=-1000, le=1000)
+    """Each run's spec.priority: its admission order in a JobQueue (higher first). A change
+    applies to runs created after it."""
 
     @classmethod
     def rules(cls) -> tuple[AnyRule, ...]:

@@ -84,6 +84,8 @@ def build_run(sched: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     md = sched["metadata"]
     spec = dict(sched["spec"]["template"])
     spec["cancel"] = False
+    if sched["spec"].get("priority"):  # the template has no priority: runs take the schedule's
+        spec["priority"] = sched["spec"]["priority"]
     return {
         "apiVersion": sched["apiVersion"],
         "kind": "BackgroundJob",

@@ -152,7 +152,7 @@ def test_delayed_start_and_priority_options() -> None:
 
 
 def test_the_task_decorators_queue_is_used_when_submitting_without_one() -> None:
-    from bgjobs.client.sync import _decorated_queue
+    from bgjobs.client.task_options import declared
     from bgjobs_worker.registry import task, unregister
 
     @task(name="tests.heavy_render", queue="heavy")
@@ -160,8 +160,8 @@ def test_the_task_decorators_queue_is_used_when_submitting_without_one() -> None
         pass
 
     try:
-        assert _decorated_queue("tests.heavy_render") == "heavy"
-        assert _decorated_queue("tests.unknown") is None
+        assert declared("tests.heavy_render").queue == "heavy"
+        assert declared("tests.unknown").queue is None
     finally:
         unregister("tests.heavy_render")
 

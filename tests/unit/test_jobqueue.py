@@ -370,3 +370,18 @@ def test_a_queue_missing_from_the_store_but_not_deleted_keeps_its_jobs_waiting()
     asyncio.run(jobqueue.reconcile(rt, NS, "heavy"))
     assert suspended(api, "w"), "the API says the queue exists: nothing runs unqueued"
     assert rt.jobqueues.get((NS, "heavy")) is not None
+
+
+def test_a_schedules_runs_take_its_priority_for_admission() -> None:
+    from bgjobs_operator.schedules import build_run
+
+    sched = {
+        "apiVersion": "bgjobs.dev/v1alpha1",
+        "kind": "JobSchedule",
+        "metadata": {"name": "nightly", "namespace": "ns", "uid": "u1"},
+        "spec": {"schedule": "0 2 * * *", "priority": 50, "template": {"task": "t", "queue": "q"}},
+    }
+    job = {"metadata": {"name": "nightly-29000000", "uid": "j1"}}
+    assert build_run(sched, job)["spec"]["priority"] == 50
+    sched["spec"].pop("priority")
+    assert "priority" not in build_run(sched, job)["spec"], "none given: the default 0"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bgjobs.client.task_options import declared, rate_limit_problem
-from bgjobs_worker.registry import task
+from bgjobs.client.task_options import Declared, declared, rate_limit_problem
+from bgjobs_worker.registry import task, unregister
 
 
 def jq(name: str, rate: str | None = None, routes: list[str] | None = None) -> dict[str, Any]:
@@ -18,13 +18,15 @@ def jq(name: str, rate: str | None = None, routes: list[str] | None = None) -> d
     return {"metadata": {"name": name}, "spec": spec}
 
 
-def test_the_decorator_options_are_read_for_an_imported_task() -> None:
+def test_the_decorators_rate_limit_is_read_for_an_imported_task() -> None:
     @task(name="tests.limited_mail", queue="mail", rate_limit="10/m")
     def send(to: str) -> None: ...
 
-    assert declared("tests.limited_mail").queue == "mail"
-    assert declared("tests.limited_mail").rate_limit == "10/m"
-    assert declared("not.imported.here").rate_limit is None
+    try:
+        assert declared("tests.limited_mail") == Declared("mail", "10/m")
+        assert declared("not.imported.here").rate_limit is None
+    finally:
+        unregister("tests.limited_mail")
 
 
 def test_a_queue_enforcing_the_rate_passes_by_name_or_by_route() -> None:
