@@ -102,7 +102,7 @@ def _warm_worker(b: Bench, n: int) -> dict[str, Any]:
     settings = BatchSettings(batch_id=str(uuid.uuid4()), chunk_size=min(100, max(1, n // 20)))
     keys = batch_keys.BatchKeys.of(identity.namespace, settings.batch_id)
     before = _redis_memory(client)
-    client.eval(batch_keys.SEED, 6, *keys.all(), 3600, *(json.dumps([]) for _ in range(n)))
+    client.eval(batch_keys.SEED, 6, *keys.all(), *batch_keys.seed_args(3600, [json.dumps([])] * n))
     seeded = _redis_memory(client)
     task = get_task(TASK)
     runner = ItemRunner(task, task.policy, 0, identity, settings)

@@ -39,6 +39,16 @@ def progress(ctx: TaskContext, steps: int = 10, delay: float = 0.2) -> dict[str,
     return {"steps": steps}
 
 
+@task(name="examples.stages", bind=True)
+def stages(ctx: TaskContext, names: list[str], seconds: float = 1.0) -> list[str]:
+    """Reports each stage once, then works on it for ``seconds``: progress that changes
+    rarely, as in a long export."""
+    for i, name in enumerate(names, start=1):
+        ctx.progress(current=i, total=len(names), stage=name)
+        time.sleep(seconds)
+    return names
+
+
 @task(name="examples.flaky", bind=True, retry_on=(ConnectionError,))
 def flaky(ctx: TaskContext, fail_times: int = 1) -> dict[str, int]:
     """Fails with a retryable error on its first ``fail_times`` attempts."""

@@ -329,7 +329,7 @@ BATCH_RULES: tuple[SchemaRule, ...] = (
     ITEMS_EXCLUDE_ARGS,
     *(
         requires(name, "items", f"spec.{name} applies to batches only: set spec.items")
-        for name in ("parallelism", "chunkSize", "maxFailedItems")
+        for name in ("parallelism", "chunkSize", "maxFailedItems", "itemIndexes")
     ),
 )
 

@@ -298,6 +298,24 @@ class BackgroundJobSpec(TaskTemplate):
     maxFailedItems: int | None = Field(None, ge=0)
     """Batches: fail the batch early once more items than this have failed (default: run
     every item)."""
+    itemIndexes: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=MAX_ITEMS, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Batches: each item's number in outcomes, failures and the DeadLetter when it is not
+    the item's position: a DeadLetter's replay keeps the original batch's numbers. One per
+    item, each used once."""
+
+    @model_validator(mode="after")
+    def _one_index_per_item(self) -> Self:
+        if self.itemIndexes is not None:
+            if len(self.itemIndexes) != len(self.items or ()):
+                raise ValueError(
+                    f"spec.itemIndexes has {len(self.itemIndexes)} numbers for "
+                    f"{len(self.items or ())} items: give one per item"
+                )
+            if len(set(self.itemIndexes)) != len(self.itemIndexes):
+                raise ValueError("spec.itemIndexes uses a number twice")
+        return self
 
     @field_validator("items")
     @classmethod

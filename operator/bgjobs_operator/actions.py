@@ -66,6 +66,7 @@ class SeedBatch:
     bj_uid: str
     items: tuple[str, ...]  # each item's JSON
     ttl: int
+    indexes: tuple[int, ...] | None = None  # spec.itemIndexes (a replay's); None: positions
 
 
 Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert, SeedBatch]  # noqa: UP007

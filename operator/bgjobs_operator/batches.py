@@ -40,9 +40,13 @@ def keys_of(bj: dict[str, Any]) -> BatchKeys:
     return BatchKeys.of(md["namespace"], md["uid"])
 
 
-async def seed(client: Any, keys: BatchKeys, items: list[str], ttl: int) -> bool:
-    """Write the items once; False when they were already there."""
-    return bool(await client.eval(batch_keys.SEED, 6, *keys.all(), ttl, *items))
+async def seed(
+    client: Any, keys: BatchKeys, items: list[str], ttl: int, indexes: list[int] | None = None
+) -> bool:
+    """Write the items once (under `indexes`, default their positions); False when they
+    were already there."""
+    args = batch_keys.seed_args(ttl, items, indexes)
+    return bool(await client.eval(batch_keys.SEED, 6, *keys.all(), *args))
 
 
 async def read_counts(client: Any, keys: BatchKeys) -> BatchCounts | None:
@@ -106,13 +110,18 @@ def _seconds(start: str | None, end: datetime) -> float | None:
 
 
 def batch_status(counts: BatchCounts, outcomes_key: str, start: str | None) -> BatchStatus:
-    """The rate is items done over the time from the Job's start to the last recording
-    (Redis time): a function of what was observed, never of the clock, so re-deriving the
-    status without new counts writes nothing."""
+    """The rate is items done over the time from the first lease to the last recording,
+    both Redis' clock in milliseconds: a function of what was observed, never of the clock,
+    so re-deriving the status without new counts writes nothing. (From the Job's start,
+    whole seconds and later than the first items of a short batch, it read several times
+    too high.) Counts without startedAt (seeded by an older operator) use the Job's start."""
     last = (
         datetime.fromtimestamp(counts.updated_at_ms / 1000, UTC) if counts.updated_at_ms else None
     )
-    elapsed = _seconds(start, last) if last else None
+    if counts.started_at_ms and counts.updated_at_ms:
+        elapsed: float | None = (counts.updated_at_ms - counts.started_at_ms) / 1000
+    else:
+        elapsed = _seconds(start, last) if last else None
     rate = round(counts.done / elapsed, 1) if elapsed and elapsed > 0 else None
     return BatchStatus(
         total=counts.total,
@@ -157,6 +166,12 @@ def failure_error(result: BatchResult, job_reason: str | None) -> JobError:
     )
 
 
-def replay_items(items: list[Any], result: BatchResult) -> list[Any]:
-    """The items a replay runs: those that failed or never ran, in their original order."""
-    return [items[i] for i in result.not_succeeded if 0 <= i < len(items)]
+def replay_items(
+    items: list[Any], indexes: list[int] | None, result: BatchResult
+) -> tuple[list[Any], list[int]]:
+    """The items a replay runs (those that failed or never ran, in their original order)
+    and their indexes in the original batch, which the replay keeps (spec.itemIndexes):
+    item 7 that failed is item 7 of the replay too, in its outcomes and DeadLetter."""
+    position = {index: k for k, index in enumerate(indexes or range(len(items)))}
+    kept = [i for i in result.not_succeeded if i in position]
+    return [items[position[i]] for i in kept], kept

@@ -71,7 +71,8 @@ def _add_batch(dl_spec: dict[str, Any], bj: dict[str, Any], batch: BatchResult) 
     """One DeadLetter for the whole batch: it lists the first failed items with their
     errors, and its replay runs only the items that did not succeed."""
     spec = dl_spec["originalSpec"]
-    dl_spec["originalSpec"] = {**spec, "items": replay_items(spec.get("items") or [], batch)}
+    items, indexes = replay_items(spec.get("items") or [], spec.get("itemIndexes"), batch)
+    dl_spec["originalSpec"] = {**spec, "items": items, "itemIndexes": indexes}
     dl_spec["failedItems"] = [f.model_dump(mode="json", exclude_none=True) for f in batch.failed]
     dl_spec["failedItemsCount"] = len(batch.not_succeeded)
     dl_spec["failedItemsKey"] = keys_of(bj).failed

@@ -34,7 +34,7 @@ def rds(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 def seed(rds: redis.Redis, items: list[Any]) -> BatchKeys:
     keys = BatchKeys.of(NS, str(uuid.uuid4()))
-    args = [3600, *(json.dumps(i) for i in items)]
+    args = batch_keys.seed_args(3600, [json.dumps(i) for i in items])
     assert rds.eval(batch_keys.SEED, 6, *keys.all(), *args) == 1
     assert rds.eval(batch_keys.SEED, 6, *keys.all(), *args) == 0, "seeding is idempotent"
     return keys
@@ -69,7 +69,9 @@ def start(
 
 def counts(rds: redis.Redis, keys: BatchKeys) -> dict[str, int]:
     raw = rds.hgetall(keys.counts)
-    assert int(raw.pop("updatedAt", 0)) or not int(raw.get("executions", 0))
+    updated, started = int(raw.pop("updatedAt", 0)), int(raw.pop("startedAt", 0))
+    if int(raw.get("executions", 0)):  # both Redis times, the first lease before the last record
+        assert 0 < started <= updated, (started, updated)
     return {k: int(v) for k, v in raw.items()}
 
 
@@ -95,6 +97,22 @@ def test_two_workers_drain_a_batch_recording_each_outcome_once(
         "attempts": 1,
     }
     assert rds.zcard(keys.leases) == 0 and rds.llen(keys.pending) == 0
+
+
+def test_a_replayed_batch_keeps_its_items_original_numbers(
+    redis_server: RedisServer, rds: redis.Redis, tmp_path: Path
+) -> None:
+    """Items 7 and 12 of a batch, replayed: seeded under 7 and 12, recorded under 7 and 12."""
+    keys = BatchKeys.of(NS, str(uuid.uuid4()))
+    items = [json.dumps({"n": 7, "fail": True}), json.dumps({"n": 12, "fail": False})]
+    args = batch_keys.seed_args(3600, items, [7, 12])
+    assert rds.eval(batch_keys.SEED, 6, *keys.all(), *args) == 1
+    proc = start(redis_server, keys, "examples.item", tmp_path)
+    assert proc.communicate(timeout=60)[0] is not None and proc.returncode == 0
+    assert counts(rds, keys) == {"total": 2, "succeeded": 1, "failed": 1, "executions": 2}
+    assert rds.lrange(keys.failed, 0, -1) == ["7"]
+    assert json.loads(rds.hget(keys.outcomes, "12") or "")["result"] == 24
+    assert sorted(rds.hkeys(keys.items)) == ["12", "7"]
 
 
 def test_retryable_items_are_retried_in_process(

@@ -101,6 +101,51 @@ def test_redis_outage_loses_no_outcome_and_progress_resumes(
     assert "Redis at" in operator.log_text() and "unreachable" in operator.log_text()
 
 
+def test_progress_reported_during_a_redis_outage_lands_when_redis_returns(
+    bgjobs: BgJobs, redis_server: RedisServer
+) -> None:
+    """The task reports stage "two" while Redis is down and nothing after it for 12 s: the
+    worker keeps that snapshot and retries, so the job shows "two" while still running
+    (before the fix the snapshot was dropped and "two" never appeared)."""
+    bgjobs.submit("rare", "examples.stages", kwargs={"names": ["one", "two"], "seconds": 12})
+
+    def stage() -> str | None:
+        return (bgjobs.status("rare").get("progress") or {}).get("stage")
+
+    wait_for(lambda: stage() == "one", timeout=60, what='stage "one" in status')
+    redis_server.stop()
+    try:
+        time.sleep(13)  # "two" is reported meanwhile, into the outage
+    finally:
+        redis_server.resume()
+    wait_for(
+        lambda: stage() == "two" and bgjobs.status("rare").get("phase") == "Running",
+        timeout=10,
+        what='stage "two" in status while the job still runs',
+    )
+    assert bgjobs.wait_phase("rare", timeout=60)["phase"] == "Succeeded"
+
+
+def test_attempt_numbers_survive_redis_losing_its_data_between_attempts(
+    bgjobs: BgJobs, redis_server: RedisServer
+) -> None:
+    """Redis emptied while a job waits to retry: the operator puts the Job's counted
+    failures back under the attempt counter, so the next pod is attempt 2, not 1 again, and
+    the task's ctx.attempt agrees with status.attempts to the end."""
+    import redis
+
+    bgjobs.submit("numbered", "examples.flaky", kwargs={"fail_times": 2}, retry={"maxRetries": 4})
+    wait_for(
+        lambda: bgjobs.status("numbered").get("phase") == "Retrying",
+        timeout=60,
+        what="the first attempt to fail",
+    )
+    redis.Redis.from_url(redis_server.url).flushall()  # as a Redis restarted without its data
+    st = bgjobs.wait_phase("numbered", timeout=180)
+    assert st["phase"] == "Succeeded"
+    assert st["attempts"] == 3 and st["result"] == {"attempt": 3}, st
+
+
 def test_deleting_a_namespace_with_running_jobs_is_not_a_failure(  # type: ignore[no-untyped-def]
     api_client, operator
 ) -> None:

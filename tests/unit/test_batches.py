@@ -11,7 +11,7 @@ import pytest
 
 from bgjobs.api.v1alpha1 import BackgroundJobSpec, FailedItem, JobError
 from bgjobs_operator.actions import CreateObject, SeedBatch
-from bgjobs_operator.batches import BatchResult
+from bgjobs_operator.batches import BatchResult, replay_items
 from bgjobs_operator.config import OperatorConfig
 from bgjobs_operator.controllers import backgroundjob
 from bgjobs_operator.controllers.backgroundjob import Observed
@@ -184,7 +184,37 @@ def test_failed_items_fail_the_batch_with_one_dead_letter_replaying_only_them() 
     dl["metadata"]["uid"] = "dl-uid"
     replay = build_replay(dl, 1)
     assert replay["spec"]["items"] == [{"n": 3}, {"n": 17}, {"n": 40}]
+    assert replay["spec"]["itemIndexes"] == [3, 17, 40], "the original numbers, not 0, 1, 2"
     BackgroundJobSpec.model_validate(replay["spec"])
+    # The replay is seeded under those numbers, and its own failures keep them again.
+    replay["metadata"]["uid"] = "replay-uid"
+    replay["status"] = {"phase": "Pending"}
+    seeds = [a for a in backgroundjob.decide(Observed(replay, None), NOW, CONFIG).actions]
+    seed = next(a for a in seeds if isinstance(a, SeedBatch))
+    assert seed.indexes == (3, 17, 40)
+    again = BatchResult(BatchCounts(total=3, succeeded=2, failed=1), failures(17), [17])
+    spec = replay["spec"]
+    assert replay_items(spec["items"], spec["itemIndexes"], again) == ([{"n": 17}], [17])
+
+
+@pytest.mark.parametrize(
+    ("indexes", "says"),
+    [([0], "1 numbers for 2 items"), ([4, 4], "uses a number twice")],
+)
+def test_item_indexes_must_number_each_item_once(indexes: list[int], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        BackgroundJobSpec.model_validate({"task": "t", "items": [[1], [2]], "itemIndexes": indexes})
+
+
+def test_a_short_batchs_rate_is_over_its_items_time_not_since_the_job_started() -> None:
+    """40 items leased at T0 + 4.6 s and all recorded by T0 + 5.0 s: 100 items/s, whatever
+    the Job's (whole-second) start time says."""
+    counts = BatchCounts(
+        total=40, succeeded=40, executions=40, started_at_ms=T0 + 4600, updated_at_ms=T0 + 5000
+    )
+    decision = backgroundjob.decide(Observed(batch(), job(), batch=counts), NOW, CONFIG)
+    assert decision.status is not None
+    assert decision.status["batch"]["ratePerSecond"] == 100.0
 
 
 def test_a_batch_stopped_early_replays_its_failed_and_unrun_items() -> None:

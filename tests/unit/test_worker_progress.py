@@ -187,9 +187,10 @@ def test_progress_writer_sends_the_latest_snapshot_and_paces_writes() -> None:
     written: list[int] = []
     release = threading.Event()
 
-    def slow_write(snapshot: dict[str, Any]) -> None:
+    def slow_write(snapshot: dict[str, Any]) -> bool:
         release.wait(5)
         written.append(snapshot["current"])
+        return True
 
     writer = ProgressWriter(slow_write, min_interval=0.05)
     started = time.monotonic()
@@ -204,9 +205,52 @@ def test_progress_writer_sends_the_latest_snapshot_and_paces_writes() -> None:
     assert written[-1] == 1000
 
 
+def test_a_snapshot_redis_refused_is_retried_until_it_lands_unless_a_newer_one_came() -> None:
+    attempts: list[int] = []
+    landed: list[int] = []
+    redis_up = threading.Event()
+
+    def write(snapshot: dict[str, Any]) -> bool:
+        attempts.append(snapshot["current"])
+        if not redis_up.is_set():
+            return False  # RedisStore.write_progress while Redis is down
+        landed.append(snapshot["current"])
+        return True
+
+    writer = ProgressWriter(write, min_interval=0.01, retry_initial=0.02, retry_max=0.05)
+    writer.submit({"current": 1})
+    writer.submit({"current": 2})  # reported during the outage; the task reports no more
+    deadline = time.monotonic() + 5
+    while attempts.count(2) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert attempts.count(2) >= 3 and landed == [], "retried while Redis is away"
+    redis_up.set()  # Redis is back
+    while not landed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.close(timeout=5)
+    assert landed == [2], "the last snapshot of the outage lands, once, and 1 never does"
+
+
+def test_a_refused_snapshot_gets_one_more_try_at_close_and_nothing_waits_longer() -> None:
+    tries: list[float] = []
+
+    def write(snapshot: dict[str, Any]) -> bool:
+        tries.append(time.monotonic())
+        return False
+
+    writer = ProgressWriter(write, min_interval=0.01, retry_initial=60, retry_max=60)
+    writer.submit({"current": 1})
+    while not tries:
+        time.sleep(0.01)
+    started = time.monotonic()
+    writer.close(timeout=5)
+    assert time.monotonic() - started < 2, "close does not wait out the retry backoff"
+    assert len(tries) == 2, "the refused snapshot is tried once more on close"
+
+
 def test_progress_writer_without_reports_starts_no_thread() -> None:
     before = threading.active_count()
-    ProgressWriter(lambda _s: None).close()
+    ProgressWriter(lambda _s: True).close()
     assert threading.active_count() == before
 
 

@@ -22,7 +22,8 @@ key (prefix ``bgjobs:{ns}:{bj_uid}:batch:``)  content
 ``counts``                       hash    ``total``, ``succeeded``, ``failed`` (outcomes
                                          recorded), ``executions`` (calls made, re-runs
                                          included), ``updatedAt`` (Redis server time of
-                                         the last recording, ms since the epoch)
+                                         the last recording, ms since the epoch),
+                                         ``startedAt`` (of the first lease)
 ===============================  ======  ==================================================
 
 Every key expires ``batch_ttl(result_ttl)`` seconds after the last write to it (at least
@@ -37,7 +38,7 @@ field counts, so an item run twice (its lease expired while it ran) is counted o
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +79,14 @@ def batch_ttl(result_ttl: int) -> int:
 # Idempotent: a second seeding (an operator retrying after a crash) changes nothing.
 SEED = """
 if redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
-local n = #ARGV - 1
-for start = 2, #ARGV, 1000 do
+local n = tonumber(ARGV[2])
+for start = 1, n, 1000 do
   local fields, indexes = {}, {}
-  for k = start, math.min(start + 999, #ARGV) do
-    fields[#fields + 1] = k - 2
-    fields[#fields + 1] = ARGV[k]
-    indexes[#indexes + 1] = k - 2
+  for k = start, math.min(start + 999, n) do
+    local index = ARGV[2 + k]
+    fields[#fields + 1] = index
+    fields[#fields + 1] = ARGV[2 + n + k]
+    indexes[#indexes + 1] = index
   end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('RPUSH', KEYS[2], unpack(indexes))
@@ -93,6 +95,16 @@ redis.call('HSET', KEYS[6], 'total', n, 'succeeded', 0, 'failed', 0, 'executions
 for k = 1, 6 do redis.call('EXPIRE', KEYS[k], ARGV[1]) end
 return 1
 """
+
+
+def seed_args(ttl: int, items: Sequence[str], indexes: Sequence[int] | None = None) -> list[Any]:
+    """SEED's ARGV: the TTL, the count, each item's index (its position unless given: a
+    replay keeps the original batch's numbering), then each item's JSON."""
+    numbers = list(range(len(items))) if indexes is None else list(indexes)
+    if len(numbers) != len(items):
+        raise ValueError(f"{len(numbers)} indexes for {len(items)} items")
+    return [ttl, len(items), *numbers, *items]
+
 
 # KEYS: items pending leases counts. ARGV: count, lease ms, max failed items (-1: none).
 # Reply: {LEASED, index, item, index, item...} | {WAIT, ms until the first lease expires}
@@ -116,6 +128,7 @@ if #got == 0 then
   return {1, tonumber(first[2]) - now}
 end
 local deadline = now + tonumber(ARGV[2])
+redis.call('HSETNX', KEYS[4], 'startedAt', now)
 local reply = {2}
 local items = redis.call('HMGET', KEYS[1], unpack(got))
 for k, i in ipairs(got) do
@@ -166,6 +179,7 @@ class BatchCounts:
     executions: int = 0
     running: int = 0
     updated_at_ms: int = 0  # the last recording, Redis server time
+    started_at_ms: int = 0  # the first lease, Redis server time
 
     @property
     def done(self) -> int:
@@ -195,6 +209,7 @@ def decode_counts(raw: Mapping[Any, Any] | None, leased: Any = 0) -> BatchCounts
         executions=_int(fields.get("executions")),
         running=_int(leased),
         updated_at_ms=_int(fields.get("updatedAt")),
+        started_at_ms=_int(fields.get("startedAt")),
     )
 
 

@@ -90,7 +90,8 @@ class RedisStore:
             pipe = client.pipeline(transaction=True)
             pipe.incr(key)
             pipe.expire(key, redis_keys.STATE_TTL_SECONDS)
-            return int(pipe.execute()[0])
+            # At least 1: a DECR (return_attempt) of a key Redis had lost leaves -1.
+            return max(1, int(pipe.execute()[0]))
 
         return self._guarded("attempt count", incr)
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from bgjobs.api import names
 from bgjobs.api.rules import route
@@ -26,7 +27,7 @@ from bgjobs.api.v1alpha1 import (
     PodDefaults,
 )
 from bgjobs.redaction import redact
-from bgjobs_operator import batches, metrics
+from bgjobs_operator import attempts, batches, metrics
 from bgjobs_operator import status as st
 from bgjobs_operator.actions import (
     Action,
@@ -389,7 +390,8 @@ def _seed(bj: dict[str, Any], spec: BackgroundJobSpec, config: OperatorConfig) -
         raise InvalidSpec("a batch (spec.items) needs Redis: the operator runs without --redis-url")
     md = bj["metadata"]
     ttl = batch_keys.batch_ttl(spec.resultTTLSeconds)
-    return [SeedBatch(md["namespace"], md["uid"], tuple(items_json(spec, config)), ttl)]
+    indexes = tuple(spec.itemIndexes) if spec.itemIndexes is not None else None
+    return [SeedBatch(md["namespace"], md["uid"], tuple(items_json(spec, config)), ttl, indexes)]
 
 
 def _batch_status(
@@ -571,11 +573,33 @@ async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
             if created:
                 critical = str(bool(bj["spec"].get("critical"))).lower()
                 metrics.DEAD_LETTERS.labels(bj["spec"].get("task", ""), critical).inc()
+    if bj is not None and obs.job is not None:
+        await _keep_attempt_floor(rt, bj, obs.job)
     if bj is not None and decision.status is not None:
         await _write(rt, bj, decision.status)
         for action in decision.after:
             await perform(rt.api, action, rt.config.webhook_url)
     return decision.requeue_after
+
+
+async def _keep_attempt_floor(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]) -> None:
+    """A retrying Job's failed attempts, as a floor under the workers' attempt counter
+    (attempts.py). Best effort: Redis down only costs the numbering it protects."""
+    failed = attempts.counted_failures(job)
+    if (
+        rt.redis is None
+        or failed == 0
+        or st.job_condition(job) is not None
+        or (bj.get("spec") or {}).get("items") is not None  # a batch counts per item
+        or not owns(job, bj)
+    ):
+        return
+    md = job["metadata"]
+    try:
+        if await attempts.keep_floor(rt.redis, md["namespace"], md["uid"], failed):
+            log.info("attempt counter of %s/%s raised to %d", md["namespace"], md["name"], failed)
+    except (RedisError, OSError) as exc:
+        log.debug("attempt floor of %s/%s not kept: %s", md["namespace"], md["name"], exc)
 
 
 async def _seed_batch(rt: Runtime, action: SeedBatch) -> None:
@@ -584,7 +608,8 @@ async def _seed_batch(rt: Runtime, action: SeedBatch) -> None:
     if rt.redis is None:
         raise RuntimeError("a batch needs Redis and the operator has no --redis-url")
     keys = batch_keys.BatchKeys.of(action.namespace, action.bj_uid)
-    if await batches.seed(rt.redis, keys, list(action.items), action.ttl):
+    indexes = list(action.indexes) if action.indexes is not None else None
+    if await batches.seed(rt.redis, keys, list(action.items), action.ttl, indexes):
         log.info("seeded %d items of batch %s/%s", len(action.items), action.namespace, keys)
 
 
