@@ -27,6 +27,7 @@ from bgjobs.client.sync import Client, JobHandle
 from bgjobs.client.views import JobView, percent_of
 from bgjobs.client.workflows import WorkflowHandle, WorkflowView, build_workflow
 from bgjobs_worker.canvas import (
+    BatchCall,
     Canvas,
     Signature,
     chain,
@@ -40,6 +41,7 @@ from bgjobs_worker.eager import EagerResult, EagerWorkflowResult, TaskFailed
 
 __all__ = [
     "AsyncResult",
+    "BatchCall",
     "Canvas",
     "EagerResult",
     "EagerWorkflowResult",
@@ -117,7 +119,9 @@ def configure(client: Client | None) -> None:
         set_dispatcher(None)
         return
 
-    def dispatch(call: Canvas, options: Mapping[str, Any]) -> Any:
+    def dispatch(call: Canvas | BatchCall, options: Mapping[str, Any]) -> Any:
+        if isinstance(call, BatchCall):
+            return AsyncResult(client.map(call.task, list(call.items), **call.options))
         if isinstance(call, Signature):
             handle = client.submit_call(call.task, call.args, call.kwargs, **call.options)
             return AsyncResult(handle)

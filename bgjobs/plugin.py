@@ -39,6 +39,7 @@ from bgjobs.errors import (
     NotFound,
     describe_error,
 )
+from bgjobs.redaction import redact, redact_url
 
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED, EXIT_TIMEOUT = 0, 1, 2, 3
 RESOURCE = "backgroundjob.bgjobs.dev"
@@ -674,6 +675,49 @@ def cmd_describe(client: Client, opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def item_text(name: str, index: int, outcome: dict[str, Any]) -> str:
+    """One item's outcome: ``item 7 of invoices: FAILURE after 3 attempts`` and its error
+    or result as JSON."""
+    attempts = outcome.get("attempts")
+    head = f"item {index} of {name}: {outcome.get('status', '?')}"
+    if isinstance(attempts, int):
+        head += f" after {attempts} attempt{'s' if attempts != 1 else ''}"
+    if outcome.get("status") == "SUCCESS":
+        body = json.dumps(outcome.get("result"), ensure_ascii=False)
+        return f"{head}\nresult: {body}"
+    err = outcome.get("error") or {}
+    return f"{head}\nerror: {err.get('type', 'Unknown')}: {err.get('message', '')}"
+
+
+def cmd_item(client: Client, opts: argparse.Namespace) -> int:
+    url = opts.redis_url or os.environ.get("BGJOBS_REDIS_URL")
+    if not url:
+        raise BgJobsError(
+            "item outcomes are kept in Redis: pass --redis-url or set $BGJOBS_REDIS_URL "
+            "(from outside the cluster, e.g. after kubectl port-forward to the Redis Service)"
+        )
+    view = client.get(opts.name)
+    if not view.batch:
+        raise BgJobsError(f'backgroundjob "{opts.name}" is not a batch (it has no spec.items)')
+    import redis
+
+    client.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        outcome = client.item_outcome(opts.name, opts.index)
+    except redis.RedisError as exc:
+        raise BgJobsError(f"Redis at {redact_url(url)}: {redact(str(exc))}") from None
+    if outcome is None:
+        raise BgJobsError(
+            f"item {opts.index} of {opts.name} has no recorded outcome: not run yet, not an "
+            f"item of this batch ({view.batch.get('total')} items), or expired from Redis"
+        )
+    if opts.output == "json":
+        print(json.dumps(outcome, ensure_ascii=False, indent=2))
+    else:
+        print(item_text(opts.name, opts.index, outcome))
+    return EXIT_OK
+
+
 def cmd_workflow(client: Client, opts: argparse.Namespace) -> int:
     handle = client.workflow(opts.name)
     if opts.action == "describe":
@@ -864,6 +908,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("describe", cmd_describe, "show a job's status, conditions, error and Events")
     p.add_argument("name", help="the BackgroundJob")
+
+    p = command(
+        "item",
+        cmd_item,
+        "show one batch item's outcome (status, attempts, result or error) from Redis",
+    )
+    p.add_argument("name", help="the batch BackgroundJob")
+    p.add_argument("index", type=int, help="the item's index (its number in spec.items)")
+    p.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="the Redis the workers record into (default $BGJOBS_REDIS_URL); never printed "
+        "with its password",
+    )
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = command("cancel", cmd_cancel, "stop a job (spec.cancel); it ends Cancelled")
     p.add_argument("name", help="the BackgroundJob")

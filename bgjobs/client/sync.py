@@ -241,6 +241,15 @@ class Client:
             **options,
         )
 
+    def item_results(self, view: JobView) -> builtins.list[Any]:
+        """A batch's item results in index order, from Redis (they are not in status)."""
+        if self.redis is None:
+            raise BgJobsError("a batch's item results are kept in Redis; pass redis= to Client")
+        from bgjobs_worker.batch_keys import read_outcomes
+
+        outcomes = read_outcomes(self.redis, view.namespace, view.uid or "")
+        return [doc.get("result") for _, doc in sorted(outcomes.items())]
+
     def item_outcome(self, name: str, index: int) -> dict[str, Any] | None:
         """One item's outcome in a batch (``{"status", "result" | "error", "attempts"}``),
         read from Redis by its index in ``spec.items``; None when not recorded (yet)."""
@@ -345,6 +354,8 @@ class Client:
             raise JobCancelled(view)
         if not view.succeeded:
             raise BgJobsError(f"backgroundjob {view.name!r} is still {view.phase}")
+        if view.batch:  # every item succeeded: their results, as Celery's group result
+            return self.item_results(view)
         if view.result is None and view.result_ref:
             return self._large_result(view)
         return view.result

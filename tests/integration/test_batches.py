@@ -73,6 +73,9 @@ def test_a_batch_with_failing_items_fails_with_exact_counts_and_one_dead_letter(
     assert [i["n"] for i in bgjobs.get(f"{name}-r1")["spec"]["items"]] == sorted(FAILING)
     rb = replay["batch"]
     assert (rb["total"], rb["succeeded"], rb["failed"], rb["executions"]) == (3, 0, 3, 3)
+    # The replay keeps the items' numbers: its own DeadLetter names the original indexes.
+    (again,) = dead_letters_of(bgjobs, f"{name}-r1")
+    assert sorted(f["index"] for f in again["spec"]["failedItems"]) == sorted(FAILING)
 
 
 def test_the_example_batch_succeeds_with_its_item_count_in_kubectl_get(
@@ -210,6 +213,19 @@ def test_client_map_runs_a_batch_and_reads_item_outcomes(
     assert view.succeeded and view.batch["succeeded"] == 20
     assert jobs.item_outcome(handle.name, 7) == {"status": "SUCCESS", "result": 8, "attempts": 1}
     assert jobs.item_outcome(handle.name, 99) is None
+    assert jobs.result(handle.name) == [i + 1 for i in range(20)], "item results, in order"
+
+    # Celery's task.chunks through the same client: one batch, a result per item.
+    from bgjobs.canvas import configure
+    from examples import tasks
+
+    configure(jobs)
+    try:
+        chunked = tasks.add.chunks([(i, i) for i in range(10)], 3, parallelism=2)
+        assert chunked.get(timeout=120) == [2 * i for i in range(10)]
+    finally:
+        configure(None)
+    assert bgjobs.get(chunked.id)["spec"]["chunkSize"] == 3
 
 
 def operator_writes(state_dir: str, namespace: str, name: str) -> list[Any]:

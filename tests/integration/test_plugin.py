@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from devcluster import bins, cluster
-from tests.integration.support import BgJobs
+from tests.integration.support import BgJobs, RedisServer
 
 VENV_BIN = Path(sys.executable).parent
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -260,3 +260,24 @@ def test_dashboard_serves_with_the_users_kubeconfig(
     finally:
         code = dash.stop()
     assert code in (0, 130), "".join(dash.output)
+
+
+def test_item_shows_one_batch_items_outcome_from_redis(
+    plugin: Run, bgjobs: BgJobs, redis_server: RedisServer
+) -> None:
+    items = [{"n": i, "fail": i == 2} for i in range(4)]
+    bgjobs.submit("items4", "examples.item", items=items)
+    assert bgjobs.wait_phase("items4", timeout=120)["phase"] == "Failed"
+    ok = plugin("item", "items4", "3", "--redis-url", redis_server.url)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == ["item 3 of items4: SUCCESS after 1 attempt", "result: 6"]
+    bad = plugin("item", "items4", "2", "--redis-url", redis_server.url, "-o", "json")
+    assert json.loads(bad.stdout)["error"]["message"] == "item 2 refused"
+    missing = plugin("item", "items4", "9", "--redis-url", redis_server.url)
+    assert missing.returncode == 1 and "item 9 of items4 has no recorded outcome" in missing.stderr
+    no_redis = plugin("item", "items4", "3")
+    assert no_redis.returncode == 1 and "--redis-url" in no_redis.stderr
+    # Redis unreachable: the error names it without the password.
+    refused = plugin("item", "items4", "3", "--redis-url", "redis://:s3cret-pw@127.0.0.1:1/0")
+    assert refused.returncode == 1 and "Redis at redis://:***@127.0.0.1:1/0" in refused.stderr
+    assert "s3cret-pw" not in refused.stderr + refused.stdout

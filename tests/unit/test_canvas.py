@@ -234,3 +234,37 @@ def test_a_step_event_enqueues_its_workflow() -> None:
         queued.add(rt.queue._ready.get_nowait())
     assert queued == {("BackgroundJob", "n", "w-a"), ("JobWorkflow", "n", "w")}
     assert rt.backgroundjobs.by_index("workflow", ("n", "w"))[0]["status"]["result"] == 1
+
+
+def test_eager_map_starmap_and_chunks_run_every_item_with_its_own_result(eager: None) -> None:
+    assert tasks.item.map([1, 2, 3]).get() == [2, 4, 6], "map: the element is the argument"
+    assert tasks.add.starmap([(1, 2), {"x": 3, "y": 4}]).get() == [3, 7]
+    chunked = tasks.add.chunks([(i, i) for i in range(10)], 4)
+    assert chunked.get() == [2 * i for i in range(10)]
+    mixed = tasks.item.starmap([(1,), (2, True), (3,)])
+    assert mixed.state == "FAILURE"
+    assert mixed.get(propagate=False)[0] == 2
+    assert mixed.get(propagate=False)[1]["message"] == "item 2 refused"
+    with pytest.raises(TaskFailed, match="item 2 refused"):
+        mixed.get()
+
+
+def test_map_submits_one_batch_through_the_client() -> None:
+    from bgjobs.canvas import BatchCall, configure
+
+    seen: list[tuple[str, list[Any], dict[str, Any]]] = []
+
+    class Recorder:
+        def map(self, task: str, items: list[Any], **options: Any) -> str:
+            seen.append((task, items, options))
+            return "handle"
+
+    configure(Recorder())  # type: ignore[arg-type]
+    try:
+        result = tasks.add.chunks([(1, 2), (3, 4)], 2, parallelism=3)
+    finally:
+        configure(None)
+    assert seen == [("examples.add", [[1, 2], [3, 4]], {"parallelism": 3, "chunk_size": 2})]
+    assert result.handle == "handle"
+    with pytest.raises(TypeError, match="cannot be a workflow step"):
+        flatten(chain(tasks.add.s(1, 2), BatchCall("examples.add", ([1, 2],))))  # type: ignore[arg-type]

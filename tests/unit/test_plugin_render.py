@@ -333,3 +333,12 @@ def test_a_batch_shows_a_bar_over_its_items() -> None:
     done = job("inv", "Succeeded", batch={"total": 50, "succeeded": 50, "outcomesKey": "k"})
     assert final_line(done) == "all 50 items succeeded"
     assert "per item, in Redis at k" in describe_job(done, [], NOW)
+
+
+def test_an_items_outcome_renders_its_result_or_error() -> None:
+    from bgjobs.plugin import item_text
+
+    ok = {"status": "SUCCESS", "result": {"ü": None}, "attempts": 1}
+    assert item_text("b", 3, ok) == 'item 3 of b: SUCCESS after 1 attempt\nresult: {"ü": null}'
+    bad = {"status": "FAILURE", "error": {"type": "ValueError", "message": "no"}, "attempts": 3}
+    assert item_text("b", 7, bad) == "item 7 of b: FAILURE after 3 attempts\nerror: ValueError: no"

@@ -235,3 +235,15 @@ def read_counts(client: Any, namespace: str, bj_uid: str) -> BatchCounts | None:
 def read_outcome(client: Any, namespace: str, bj_uid: str, index: int) -> dict[str, Any] | None:
     """One item's outcome by its index in spec.items (None: not recorded, or expired)."""
     return decode_outcome(client.hget(BatchKeys.of(namespace, bj_uid).outcomes, str(index)))
+
+
+def read_outcomes(client: Any, namespace: str, bj_uid: str) -> dict[int, dict[str, Any]]:
+    """Every recorded outcome of a batch by item index (HSCAN: a 100,000-item batch is
+    read in pages, not one reply)."""
+    found: dict[int, dict[str, Any]] = {}
+    key = BatchKeys.of(namespace, bj_uid).outcomes
+    for index, raw in client.hscan_iter(key, count=1000):
+        doc = decode_outcome(raw)
+        if doc is not None:
+            found[int(_text(index))] = doc
+    return found

@@ -81,6 +81,37 @@ class Signature(_Composable):
         return _dispatch(call)
 
 
+@dataclass(frozen=True)
+class BatchCall:
+    """One task over many items, as one batch BackgroundJob (``spec.items``): what
+    ``task.map``, ``task.starmap`` and ``task.chunks`` build. Each item is one call's
+    arguments: a list is positional arguments, a mapping keyword arguments (README
+    "Batches"). Not a workflow step (yet): it is submitted on its own."""
+
+    task: str
+    items: tuple[Any, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def apply_async(self, **options: Any) -> Any:
+        """Submit the batch (``Client.map`` with these options: parallelism=...,
+        chunk_size=..., max_failed_items=..., queue=...); eager mode runs every item here."""
+        return _dispatch(replace(self, options={**self.options, **options}))
+
+    def delay(self) -> Any:
+        return self.apply_async()
+
+
+def map_items(items: Iterable[Any]) -> tuple[Any, ...]:
+    """Celery's ``task.map(seq)``: each element is the one argument of a call."""
+    return tuple([item] for item in items)
+
+
+def starmap_items(items: Iterable[Any]) -> tuple[Any, ...]:
+    """Celery's ``task.starmap(seq)``: each element's tuple is a call's arguments (a mapping
+    is keyword arguments)."""
+    return tuple(item if isinstance(item, Mapping) else list(item) for item in items)
+
+
 # Lower-case class names are Celery's: porting a canvas changes only its imports.
 class chain(_Composable):
     """Run one after the other, each receiving the previous result."""
@@ -177,6 +208,11 @@ def flatten(canvas: Canvas) -> list[Step]:
             for link in node.tasks:
                 deps = walk(link, deps)
             return deps
+        if isinstance(node, BatchCall):
+            raise TypeError(
+                f"a batch ({node.task}.map/starmap/chunks) cannot be a workflow step; "
+                "submit it on its own"
+            )
         raise TypeError(f"not a task signature, chain, group or chord: {node!r}")
 
     walk(canvas, ())
@@ -186,11 +222,11 @@ def flatten(canvas: Canvas) -> list[Step]:
 # --- calling: dispatcher or eager ------------------------------------------------------
 
 
-def _dispatch(call: Canvas, options: Mapping[str, Any] | None = None) -> Any:
+def _dispatch(call: Canvas | BatchCall, options: Mapping[str, Any] | None = None) -> Any:
     if _always_eager:
-        from bgjobs_worker.eager import run_canvas
+        from bgjobs_worker.eager import run_batch, run_canvas
 
-        return run_canvas(call)
+        return run_batch(call) if isinstance(call, BatchCall) else run_canvas(call)
     if _dispatcher is None:
         raise RuntimeError(
             "no bgjobs client is configured for delay()/apply_async(): call "

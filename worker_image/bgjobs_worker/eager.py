@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgjobs_worker.attempt import Outcome, execute
-from bgjobs_worker.canvas import Canvas, Signature, Step, call_args, flatten
+from bgjobs_worker.canvas import BatchCall, Canvas, Signature, Step, call_args, flatten
 from bgjobs_worker.context import JobIdentity, TaskContext
 from bgjobs_worker.errors import ExitCode
 from bgjobs_worker.registry import Task, get_task
@@ -116,6 +116,52 @@ def run_canvas(canvas: Canvas) -> EagerResult | EagerWorkflowResult:
         if not results[step.name].successful:
             break
     return EagerWorkflowResult(steps, results)
+
+
+@dataclass(frozen=True)
+class EagerBatchResult:
+    """A batch run in process: each item's EagerResult, in item order. ``get()`` returns
+    the list of results (Celery's group result); a failed item raises unless
+    ``propagate=False``, which puts its error in its place."""
+
+    items: list[EagerResult]
+
+    @property
+    def successful(self) -> bool:
+        return all(r.successful for r in self.items)
+
+    @property
+    def state(self) -> str:
+        return "SUCCESS" if self.successful else "FAILURE"
+
+    def ready(self) -> bool:
+        return True
+
+    def failed(self) -> bool:
+        return not self.successful
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        return [r.get(propagate=propagate) for r in self.items]
+
+
+def run_batch(call: BatchCall) -> EagerBatchResult:
+    """Each item of a batch as its own call with the batch's retry settings, as the warm
+    workers run them (a list item is positional arguments, a mapping keyword arguments)."""
+    opts = call.options
+    results = []
+    for item in call.items:
+        args, kwargs = (list(item), {}) if isinstance(item, list | tuple) else ([], dict(item))
+        results.append(
+            run(
+                call.task,
+                *args,
+                max_retries=int(opts.get("max_retries") or 0),
+                retry_on=opts.get("retry_on"),
+                permanent_on=opts.get("permanent_on"),
+                **kwargs,
+            )
+        )
+    return EagerBatchResult(results)
 
 
 def _run_signature(sig: Signature, args: list[Any]) -> EagerResult:

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
-from bgjobs_worker.canvas import Signature
+from bgjobs_worker.canvas import BatchCall, Signature, map_items, starmap_items
 from bgjobs_worker.context import TaskContext, active_context
 from bgjobs_worker.errors import (
     InvalidArguments,
@@ -101,6 +101,24 @@ class Task:
         """``delay`` with options: queue=..., max_retries=..., time limits (the client's
         submit options)."""
         return Signature(self.name, tuple(args or ()), dict(kwargs or {})).apply_async(**options)
+
+    def map(self, items: Iterable[Any], **options: Any) -> Any:
+        """Celery's ``task.map(seq)``: one call per element, the element its only argument,
+        as one batch BackgroundJob (``apply_async`` options: parallelism=..., queue=...)."""
+        return BatchCall(self.name, map_items(items), options).apply_async()
+
+    def starmap(self, items: Iterable[Any], **options: Any) -> Any:
+        """Celery's ``task.starmap(seq)``: one call per element, its tuple the arguments."""
+        return BatchCall(self.name, starmap_items(items), options).apply_async()
+
+    def chunks(self, items: Iterable[Any], n: int, **options: Any) -> Any:
+        """Celery's ``task.chunks(seq, n)``: the calls of ``starmap``, taken ``n`` at a time
+        by a worker (``spec.chunkSize``). Celery makes each chunk one task whose result is
+        the chunk's list; here each item keeps its own result, retries and outcome, and
+        ``n`` is how many a worker leases per Redis round trip."""
+        return BatchCall(
+            self.name, starmap_items(items), {**options, "chunk_size": n}
+        ).apply_async()
 
     def bind_arguments(
         self, ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]
