@@ -25,6 +25,7 @@ class Sizes:
     workflow_handoffs: int = 200  # BENCH_WORKFLOW_HANDOFFS: dependency -> next step
     batch_items: int = 10000  # BENCH_BATCH_ITEMS: no-op items in one batch
     batch_parallelism: int = 2  # BENCH_BATCH_PARALLELISM: the batch's pods
+    batch_big_items: int = 100000  # BENCH_BATCH_BIG_ITEMS: no-op items uploaded to Redis
     batch_jobs: int = 50  # BENCH_BATCH_JOBS: per-Job no-op BackgroundJobs to compare with
     queue_jobs: int = 60  # BENCH_QUEUE_JOBS: jobs through a JobQueue of concurrency 2
     queue_rate_seconds: float = 300.0  # BENCH_QUEUE_RATE_SECONDS: backlog held at 60/m
@@ -47,6 +48,7 @@ SMOKE = Sizes(
     workflow_handoffs=8,
     celery="if-present",
     batch_items=200,
+    batch_big_items=2000,
     batch_jobs=3,
     queue_jobs=6,
     queue_rate_seconds=15.0,

@@ -222,14 +222,17 @@ def excludes(field: str, lists: Iterable[str], maps: Iterable[str], message: str
     return SchemaRule({"not": {"anyOf": both}}, message, check)
 
 
-def requires(field: str, needed: str, message: str) -> SchemaRule:
-    """``field`` may be set only together with ``needed``."""
+def requires(field: str, needed: str | tuple[str, ...], message: str) -> SchemaRule:
+    """``field`` may be set only together with ``needed`` (one of them, for a tuple)."""
+    options = (needed,) if isinstance(needed, str) else needed
 
     def check(node: Value) -> bool:
-        return _lookup(node, field) is None or _lookup(node, needed) is not None
+        return _lookup(node, field) is None or any(_lookup(node, n) is not None for n in options)
 
     return SchemaRule(
-        {"anyOf": [{"required": [needed]}, {"not": {"required": [field]}}]}, message, check
+        {"anyOf": [*({"required": [n]} for n in options), {"not": {"required": [field]}}]},
+        message,
+        check,
     )
 
 
@@ -325,13 +328,33 @@ ITEMS_EXCLUDE_ARGS = excludes(
     "spec.items and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
 )
 # CEL cannot see spec.items at all (a list of schemaless values), so these are OpenAPI.
-BATCH_RULES: tuple[SchemaRule, ...] = (
-    ITEMS_EXCLUDE_ARGS,
-    *(
-        requires(name, "items", f"spec.{name} applies to batches only: set spec.items")
-        for name in ("parallelism", "chunkSize", "maxFailedItems", "itemIndexes")
-    ),
+ITEMS_FROM_EXCLUDE_ARGS = excludes(
+    "itemsFrom",
+    ("args",),
+    ("kwargs",),
+    "spec.itemsFrom and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
 )
+# Inline items or items uploaded to Redis, not both.
+ONE_ITEM_SOURCE = SchemaRule(
+    {"not": {"required": ["items", "itemsFrom"]}},
+    "set spec.items or spec.itemsFrom, not both",
+    lambda node: _lookup(node, "items") is None or _lookup(node, "itemsFrom") is None,
+)
+BATCH_RULES: tuple[SchemaRule, ...] = (
+    ONE_ITEM_SOURCE,
+    ITEMS_EXCLUDE_ARGS,
+    ITEMS_FROM_EXCLUDE_ARGS,
+    *(
+        requires(
+            name,
+            ("items", "itemsFrom"),
+            f"spec.{name} applies to batches only: set spec.items or spec.itemsFrom",
+        )
+        for name in ("parallelism", "chunkSize", "maxFailedItems")
+    ),
+    requires("itemIndexes", "items", "spec.itemIndexes numbers spec.items: set spec.items"),
+)
+
 
 # JobSchedule.spec.schedule: the patterns come from bgjobs.schedule, which parses schedules
 # for the operator, so the API server and the operator read a schedule alike.

@@ -9,6 +9,7 @@ checks in Python, so contradictions never reach the operator.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
@@ -255,6 +256,24 @@ MAX_COUNTDOWN_SECONDS = 30 * 86400
 MUTABLE_JOB_FIELDS = ("cancel", "priority")
 
 
+# An upload's name: what follows bgjobs:{namespace}:upload: in Redis.
+UPLOAD_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,98}[a-z0-9])?$"
+
+
+class ItemsFrom(Model):
+    """Where a batch's items come from when they are too many for the spec."""
+
+    upload: str = Field(min_length=1, max_length=100, pattern=UPLOAD_PATTERN)
+    """Items uploaded to Redis before the job was created: the list
+    ``bgjobs:{namespace}:upload:{upload}``, one item's JSON per entry (``Client.map`` writes
+    it for item lists over the inline limit). Read once, when the batch is seeded."""
+
+
+def is_batch(spec: Mapping[str, Any]) -> bool:
+    """Whether a BackgroundJob spec (as JSON) is a batch: inline or uploaded items."""
+    return spec.get("items") is not None or spec.get("itemsFrom") is not None
+
+
 class BackgroundJobSpec(TaskTemplate):
     """One run of a task, executed as a batch/v1 Job; with items, a batch: the task is
     called once per item by warm workers (one Indexed Job)."""
@@ -298,6 +317,9 @@ class BackgroundJobSpec(TaskTemplate):
     maxFailedItems: int | None = Field(None, ge=0)
     """Batches: fail the batch early once more items than this have failed (default: run
     every item)."""
+    itemsFrom: ItemsFrom | None = None
+    """Batches: items uploaded to Redis instead of inline (any number, no etcd size limit).
+    Exclusive with items, args and kwargs."""
     itemIndexes: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, max_length=MAX_ITEMS, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
@@ -334,7 +356,7 @@ class BackgroundJobSpec(TaskTemplate):
 
     @property
     def is_batch(self) -> bool:
-        return self.items is not None
+        return self.items is not None or self.itemsFrom is not None
 
     @classmethod
     def transition_rules(cls) -> tuple[TransitionRule, ...]:

@@ -85,6 +85,14 @@ def _json_value(what: str, value: Any) -> Any:
         raise InvalidSpec(f"{what} must be JSON-serializable: {exc}") from None
 
 
+def encode_items(items: Sequence[Any]) -> list[str]:
+    """Each batch item's JSON, as an upload holds it (refusing what JSON cannot carry)."""
+    try:
+        return [json.dumps(_item(i), ensure_ascii=False, allow_nan=False) for i in items]
+    except (TypeError, ValueError) as exc:
+        raise InvalidSpec(f"items must be JSON-serializable: {exc}") from None
+
+
 def _item(item: Any) -> Any:
     """A batch item as the spec holds it: a tuple is positional arguments like a list, a
     mapping keyword arguments; a bare value is one positional argument (Celery's map)."""
@@ -117,6 +125,7 @@ def build_background_job(
     countdown: float | timedelta | None = None,
     eta: datetime | None = None,
     items: Sequence[Any] | None = None,
+    items_from: str | None = None,
     parallelism: int | None = None,
     chunk_size: int | None = None,
     max_failed_items: int | None = None,
@@ -171,6 +180,8 @@ def build_background_job(
         spec["env"] = _env_list(env)
     if items is not None:
         spec["items"] = _json_value("items", [_item(i) for i in items])
+    if items_from is not None:
+        spec["itemsFrom"] = {"upload": items_from}
     for field, value in (
         ("parallelism", parallelism),
         ("chunkSize", chunk_size),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bgjobs.api.names import replay_name
-from bgjobs.api.v1alpha1 import GROUP, VERSION
+from bgjobs.api.v1alpha1 import GROUP, MAX_ITEMS, VERSION
 from bgjobs.client.connection import api_errors, as_dict, default_namespace, load_api_client
 from bgjobs.client.constants import (
     BACKGROUND_JOBS,
@@ -20,7 +21,12 @@ from bgjobs.client.constants import (
     JOB_NAME_LABEL,
     JOB_QUEUES,
 )
-from bgjobs.client.naming import build_background_job, generate_name, idempotent_name
+from bgjobs.client.naming import (
+    build_background_job,
+    encode_items,
+    generate_name,
+    idempotent_name,
+)
 from bgjobs.client.task_options import declared, rate_limit_problem
 from bgjobs.client.views import DeadLetterView, JobView
 from bgjobs.client.workflows import WorkflowHandle, submit_workflow
@@ -33,7 +39,12 @@ from bgjobs.errors import (
     NotFound,
     RateLimitNotEnforced,
 )
+from bgjobs_worker.batch_keys import write_upload
 from bgjobs_worker.canvas import Canvas
+
+# Item lists over this much JSON go to Redis (spec.itemsFrom), well under the operator's
+# default --max-items-bytes (1 MiB) and etcd's request limit.
+INLINE_ITEMS_BYTES = 512 * 1024
 
 
 class Client:
@@ -229,7 +240,25 @@ class Client:
         """Run ``task`` once per item as one batch (Celery's ``map``/``starmap``/``chunks``):
         a list or tuple item is positional arguments, a mapping keyword arguments, any
         other value one argument. ``parallelism`` worker pods lease the items from Redis;
-        the batch ends Succeeded when every item did (README "Batches")."""
+        the batch ends Succeeded when every item did (README "Batches").
+
+        More than 10,000 items or 512 KiB of JSON are uploaded to Redis first (this client
+        needs ``redis=``) and the BackgroundJob names the upload (``spec.itemsFrom``)
+        instead of carrying them: etcd never holds a large item list."""
+        encoded = encode_items(items)
+        if len(encoded) > MAX_ITEMS or sum(map(len, encoded)) > INLINE_ITEMS_BYTES:
+            if self.redis is None:
+                raise BgJobsError(
+                    f"{len(encoded)} items are over the inline limit ({MAX_ITEMS} items, "
+                    f"{INLINE_ITEMS_BYTES} bytes of JSON): pass redis= to Client to upload them"
+                )
+            name = name or (
+                idempotent_name(task, idempotency_key) if idempotency_key else generate_name(task)
+            )
+            upload = f"{name}.{secrets.token_hex(4)}"
+            write_upload(self.redis, self.namespace, upload, encoded)
+            options["items_from"] = upload
+            items = None  # type: ignore[assignment]
         return self.submit_call(
             task,
             name=name,

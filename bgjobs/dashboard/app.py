@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bgjobs.api.v1alpha1 import Phase
+from bgjobs.api.v1alpha1 import Phase, is_batch
 from bgjobs.dashboard import csrf, graph, present
 from bgjobs.dashboard.cache import WatchCache
 from bgjobs.dashboard.live import Coalescer, message
@@ -165,7 +165,7 @@ def create_app(settings: Settings, cache: WatchCache) -> FastAPI:
         rows = [
             present.job_row(o)
             for o in cache.objects("backgroundjobs", ns)
-            if (o.get("spec") or {}).get("items") is not None
+            if is_batch(o.get("spec") or {})
         ]
         rows.sort(key=lambda r: r["created"], reverse=True)
         return render(request, "batches.html", rows=rows[:PAGE_SIZE])

@@ -67,6 +67,7 @@ class SeedBatch:
     items: tuple[str, ...]  # each item's JSON
     ttl: int
     indexes: tuple[int, ...] | None = None  # spec.itemIndexes (a replay's); None: positions
+    upload: str | None = None  # spec.itemsFrom.upload: seed from Redis, not from items
 
 
 Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert, SeedBatch]  # noqa: UP007

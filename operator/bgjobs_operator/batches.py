@@ -49,6 +49,31 @@ async def seed(
     return bool(await client.eval(batch_keys.SEED, 6, *keys.all(), *args))
 
 
+async def seed_from_upload(
+    client: Any, keys: BatchKeys, namespace: str, upload: str, ttl: int
+) -> int:
+    """Seed from a client's (or a replay's) upload: the item count, 0 when already seeded,
+    -1 when there is no such upload (never written, or expired)."""
+    up, up_indexes = batch_keys.upload_keys(namespace, upload)
+    return int(await client.eval(batch_keys.SEED_UPLOAD, 8, *keys.all(), up, up_indexes, ttl))
+
+
+def replay_upload(bj: dict[str, Any]) -> str:
+    """The upload a DeadLetter of an uploaded batch replays: its not-succeeded items."""
+    return f"replay-{bj['metadata']['uid']}"
+
+
+async def stage_replay(
+    client: Any, keys: BatchKeys, namespace: str, upload: str, indexes: list[int], ttl: int
+) -> int:
+    """Copy the items of `indexes` into the upload `upload`, keeping their numbers;
+    idempotent (the upload is rewritten whole)."""
+    up, up_indexes = batch_keys.upload_keys(namespace, upload)
+    return int(
+        await client.eval(batch_keys.STAGE_REPLAY, 3, keys.items, up, up_indexes, ttl, *indexes)
+    )
+
+
 async def read_counts(client: Any, keys: BatchKeys) -> BatchCounts | None:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.counts)

@@ -6,7 +6,7 @@ from typing import Any
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import API_VERSION, BackgroundJobStatus
-from bgjobs_operator.batches import BatchResult, keys_of, replay_items
+from bgjobs_operator.batches import BatchResult, keys_of, replay_items, replay_upload
 from bgjobs_operator.jobspec import owner_reference
 
 MAX_OUTPUT = 8192
@@ -71,8 +71,11 @@ def _add_batch(dl_spec: dict[str, Any], bj: dict[str, Any], batch: BatchResult) 
     """One DeadLetter for the whole batch: it lists the first failed items with their
     errors, and its replay runs only the items that did not succeed."""
     spec = dl_spec["originalSpec"]
-    items, indexes = replay_items(spec.get("items") or [], spec.get("itemIndexes"), batch)
-    dl_spec["originalSpec"] = {**spec, "items": items, "itemIndexes": indexes}
+    if spec.get("itemsFrom") is not None:  # staged in Redis when the result was read
+        dl_spec["originalSpec"] = {**spec, "itemsFrom": {"upload": replay_upload(bj)}}
+    else:
+        items, indexes = replay_items(spec.get("items") or [], spec.get("itemIndexes"), batch)
+        dl_spec["originalSpec"] = {**spec, "items": items, "itemIndexes": indexes}
     dl_spec["failedItems"] = [f.model_dump(mode="json", exclude_none=True) for f in batch.failed]
     dl_spec["failedItemsCount"] = len(batch.not_succeeded)
     dl_spec["failedItemsKey"] = keys_of(bj).failed

@@ -241,8 +241,10 @@ def items_json(spec: BackgroundJobSpec, config: OperatorConfig) -> list[str]:
 def chunk_size(spec: BackgroundJobSpec) -> int:
     if spec.chunkSize:
         return spec.chunkSize
+    if spec.items is None:  # uploaded: many items, their count unknown here
+        return MAX_DEFAULT_CHUNK
     pods = spec.parallelism or 1
-    return max(1, min(MAX_DEFAULT_CHUNK, len(spec.items or ()) // (pods * CHUNKS_PER_POD)))
+    return max(1, min(MAX_DEFAULT_CHUNK, len(spec.items) // (pods * CHUNKS_PER_POD)))
 
 
 def batch_job_spec(

@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bgjobs.api.v1alpha1 import is_batch
 from bgjobs.redaction import redact
 from bgjobs_operator import metrics
 from bgjobs_operator.runtime import Key, Runtime
@@ -100,7 +101,7 @@ class ProgressPump:
                 self.rt.progress.pop(key, None)
                 self.rt.batches.pop(key, None)
                 continue
-            if (bj.get("spec") or {}).get("items") is not None:
+            if is_batch(bj.get("spec") or {}):
                 batches.append((key, BatchKeys.of(key[0], bj["metadata"]["uid"])))
             else:
                 targets.append((key, job["metadata"]["uid"]))

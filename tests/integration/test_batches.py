@@ -105,6 +105,59 @@ def test_items_and_args_are_refused_together_at_apply(bgjobs: BgJobs) -> None:
         bgjobs.submit("single", "examples.noop", parallelism=2)
     assert refused.value.status == 422
     submit_batch(bgjobs, "fine", [[1]], args=[], kwargs={})
+    with pytest.raises(ApiException) as refused:
+        submit_batch(bgjobs, "two-sources", [[1]], itemsFrom={"upload": "u1"})
+    assert refused.value.status == 422, "items and itemsFrom together"
+    with pytest.raises(ApiException) as refused:
+        bgjobs.submit("bad-upload", "examples.noop", itemsFrom={"upload": "Not_A_Name"})
+    assert refused.value.status == 422
+
+
+def test_a_batch_over_the_inline_limit_is_uploaded_and_replays_its_failures_by_number(
+    bgjobs: BgJobs, api_client: client.ApiClient, redis_server: RedisServer
+) -> None:
+    """12,000 items (over the 10,000 inline): Client.map uploads them to Redis and the
+    BackgroundJob names the upload; etcd never holds them. Failed items replay from an
+    upload the operator stages, under their original numbers."""
+    import redis
+
+    from bgjobs.client import Client
+
+    failing = {5, 7000, 11999}
+    items = [{"n": i, "fail": i in failing} for i in range(12000)]
+    r = redis.Redis.from_url(redis_server.url)
+    jobs = Client(bgjobs.namespace, api_client=api_client, redis=r)
+    handle = jobs.map("examples.item", items, parallelism=2)
+    spec = bgjobs.get(handle.name)["spec"]
+    assert "items" not in spec and spec["itemsFrom"]["upload"].startswith(handle.name + ".")
+    st = bgjobs.wait_phase(handle.name, timeout=240)
+    b = st["batch"]
+    assert (st["phase"], b["total"], b["succeeded"], b["failed"]) == ("Failed", 12000, 11997, 3)
+    assert jobs.item_outcome(handle.name, 11998) == {
+        "status": "SUCCESS",
+        "result": 23996,
+        "attempts": 1,
+    }
+    (dl,) = dead_letters_of(bgjobs, handle.name)
+    assert sorted(f["index"] for f in dl["spec"]["failedItems"]) == sorted(failing)
+    replayed = dl["spec"]["originalSpec"]
+    assert "items" not in replayed and replayed["itemsFrom"]["upload"].startswith("replay-")
+    name = dl["metadata"]["name"]
+    bgjobs.patch(name, {"spec": {"replays": 1}}, plural="deadletters")
+    again = bgjobs.wait_phase(f"{name}-r1", timeout=120)
+    assert (again["batch"]["total"], again["batch"]["failed"]) == (3, 3)
+    (dl2,) = dead_letters_of(bgjobs, f"{name}-r1")
+    assert sorted(f["index"] for f in dl2["spec"]["failedItems"]) == sorted(failing)
+    assert [
+        f["item"]["n"] for f in sorted(dl2["spec"]["failedItems"], key=lambda f: f["index"])
+    ] == sorted(failing)
+
+
+def test_a_batch_whose_upload_is_missing_is_refused_with_a_clear_error(bgjobs: BgJobs) -> None:
+    bgjobs.submit("no-upload", "examples.noop", itemsFrom={"upload": "never-written"})
+    st = bgjobs.wait_phase("no-upload", timeout=60)
+    assert st["phase"] == "Failed" and st["error"]["type"] == "InvalidSpec", st
+    assert "spec.itemsFrom.upload never-written: nothing uploaded under" in st["error"]["message"]
 
 
 def worker_pids(namespace: str, job: str) -> dict[str, int]:

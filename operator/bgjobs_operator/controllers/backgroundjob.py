@@ -26,6 +26,7 @@ from bgjobs.api.v1alpha1 import (
     Phase,
     PodDefaults,
 )
+from bgjobs.api.v1alpha1 import is_batch as batch_spec
 from bgjobs.redaction import redact
 from bgjobs_operator import attempts, batches, metrics
 from bgjobs_operator import status as st
@@ -119,8 +120,7 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
         return Observed(bj, job)
     if st.is_terminal(bj) and is_batch(bj):
         # Failed, DeadLetter not yet made (a crash came between): it lists the items.
-        result = await rt.read_redis(batches.read_result, batches.keys_of(bj))
-        return Observed(bj, job, batch_result=result)
+        return Observed(bj, job, batch_result=await _read_batch_result(rt, bj))
     if job is not None and job["metadata"].get("deletionTimestamp") and not owns(job, bj):
         job = None  # a foreign Job on its way out: ours can be made once it is gone
     if job is None and started(bj):
@@ -216,7 +216,7 @@ async def _observe_attempts(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]
 
 
 def is_batch(bj: dict[str, Any]) -> bool:
-    return (bj.get("spec") or {}).get("items") is not None
+    return batch_spec(bj.get("spec") or {})
 
 
 async def _observe_batch(
@@ -227,12 +227,33 @@ async def _observe_batch(
     key = (bj["metadata"]["namespace"], bj["metadata"]["name"])
     if not finished:
         return Observed(bj, job, batch=rt.batches.get(key))
-    result = await rt.read_redis(batches.read_result, batches.keys_of(bj))
+    result = await _read_batch_result(rt, bj)
     last_output = None
     if st.phase_of(job) == Phase.FAILED:
         last_output = await _last_termination_message(rt, key[0], job["metadata"]["name"])
     counts = result.counts if result is not None else rt.batches.get(key)
     return Observed(bj, job, batch=counts, batch_result=result, last_output=last_output)
+
+
+async def _read_batch_result(rt: Runtime, bj: dict[str, Any]) -> batches.BatchResult | None:
+    """A finished batch's outcome; for an uploaded batch with items to replay, those items
+    are staged as the upload its DeadLetter replays (they are not in the spec to copy)."""
+    keys = batches.keys_of(bj)
+    result: batches.BatchResult | None = await rt.read_redis(batches.read_result, keys)
+    spec = bj.get("spec") or {}
+    if result is not None and result.not_succeeded and spec.get("itemsFrom") is not None:
+        ttl = batch_keys.batch_ttl(int(spec.get("resultTTLSeconds") or 0))
+        staged = await rt.read_redis(
+            batches.stage_replay,
+            keys,
+            bj["metadata"]["namespace"],
+            batches.replay_upload(bj),
+            result.not_succeeded,
+            ttl,
+        )
+        if staged is None:  # Redis down: no DeadLetter that could not replay; retried
+            return None
+    return result
 
 
 async def _read_result(client: Any, ns: str, uid: str) -> dict[str, Any] | None:
@@ -390,6 +411,8 @@ def _seed(bj: dict[str, Any], spec: BackgroundJobSpec, config: OperatorConfig) -
         raise InvalidSpec("a batch (spec.items) needs Redis: the operator runs without --redis-url")
     md = bj["metadata"]
     ttl = batch_keys.batch_ttl(spec.resultTTLSeconds)
+    if spec.itemsFrom is not None:
+        return [SeedBatch(md["namespace"], md["uid"], (), ttl, upload=spec.itemsFrom.upload)]
     indexes = tuple(spec.itemIndexes) if spec.itemIndexes is not None else None
     return [SeedBatch(md["namespace"], md["uid"], tuple(items_json(spec, config)), ttl, indexes)]
 
@@ -533,7 +556,16 @@ async def act(rt: Runtime, obs: Observed, decision: Decision) -> float | None:
     bj = obs.bj
     for action in decision.actions:
         if isinstance(action, SeedBatch):
-            await _seed_batch(rt, action)
+            if not await _seed_batch(rt, action) and bj is not None:
+                upload = action.upload or ""
+                key = batch_keys.upload_keys(action.namespace, upload)[0]
+                await _refused(
+                    rt,
+                    bj,
+                    f"spec.itemsFrom.upload {upload}: nothing uploaded under {key} (never "
+                    "written, or expired); upload the items first (Client.map does)",
+                )
+                return None
             continue
         try:
             done = await perform(rt.api, action, rt.config.webhook_url)
@@ -590,7 +622,7 @@ async def _keep_attempt_floor(rt: Runtime, bj: dict[str, Any], job: dict[str, An
         rt.redis is None
         or failed == 0
         or st.job_condition(job) is not None
-        or (bj.get("spec") or {}).get("items") is not None  # a batch counts per item
+        or is_batch(bj)  # a batch counts per item
         or not owns(job, bj)
     ):
         return
@@ -602,15 +634,23 @@ async def _keep_attempt_floor(rt: Runtime, bj: dict[str, Any], job: dict[str, An
         log.debug("attempt floor of %s/%s not kept: %s", md["namespace"], md["name"], exc)
 
 
-async def _seed_batch(rt: Runtime, action: SeedBatch) -> None:
+async def _seed_batch(rt: Runtime, action: SeedBatch) -> bool:
     """Seed the items before the Job exists; Redis down raises, and the work queue retries
-    (the Job is not created without its items)."""
+    (the Job is not created without its items). False: the upload to seed from is missing."""
     if rt.redis is None:
         raise RuntimeError("a batch needs Redis and the operator has no --redis-url")
     keys = batch_keys.BatchKeys.of(action.namespace, action.bj_uid)
+    if action.upload is not None:
+        n = await batches.seed_from_upload(
+            rt.redis, keys, action.namespace, action.upload, action.ttl
+        )
+        if n > 0:
+            log.info("seeded %d uploaded items of batch %s", n, keys.counts)
+        return n >= 0
     indexes = list(action.indexes) if action.indexes is not None else None
     if await batches.seed(rt.redis, keys, list(action.items), action.ttl, indexes):
-        log.info("seeded %d items of batch %s/%s", len(action.items), action.namespace, keys)
+        log.info("seeded %d items of batch %s", len(action.items), keys.counts)
+    return True
 
 
 async def _refused(rt: Runtime, bj: dict[str, Any], message: str) -> None:
