@@ -121,7 +121,8 @@ def configure(client: Client | None) -> None:
 
     def dispatch(call: Canvas | BatchCall, options: Mapping[str, Any]) -> Any:
         if isinstance(call, BatchCall):
-            return AsyncResult(client.map(call.task, list(call.items), **call.options))
+            source = call.producer if call.producer is not None else list(call.items)
+            return AsyncResult(client.map(call.task, source, **call.options))
         if isinstance(call, Signature):
             handle = client.submit_call(call.task, call.args, call.kwargs, **call.options)
             return AsyncResult(handle)

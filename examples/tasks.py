@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bgjobs_worker import PermanentError, TaskContext, WorkerShutdown, task
@@ -47,6 +48,18 @@ def stages(ctx: TaskContext, names: list[str], seconds: float = 1.0) -> list[str
         ctx.progress(current=i, total=len(names), stage=name)
         time.sleep(seconds)
     return names
+
+
+@task(name="examples.numbers")
+def numbers(count: int, fail_at: int | None = None, delay: float = 0.0) -> Iterator[dict[str, Any]]:
+    """A producer for batches (spec.itemsFrom.task): yields ``{"n": i}`` for each i below
+    ``count``, in order (so a re-run can skip what was produced); raises at ``fail_at``."""
+    for i in range(count):
+        if i == fail_at:
+            raise LookupError(f"source gone at {i}")
+        if delay:
+            time.sleep(delay)
+        yield {"n": i}
 
 
 @task(name="examples.flaky", bind=True, retry_on=(ConnectionError,))

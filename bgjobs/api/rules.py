@@ -334,6 +334,13 @@ ITEMS_FROM_EXCLUDE_ARGS = excludes(
     ("kwargs",),
     "spec.itemsFrom and spec.args/spec.kwargs are exclusive: each item holds one call's arguments",
 )
+# spec.itemsFrom: an upload or a producer task, exactly one.
+ONE_PRODUCER = Rule(
+    "has(self.upload) != has(self.task)",
+    "spec.itemsFrom takes upload (items in Redis) or task (a producer), exactly one",
+    lambda node: (_lookup(node, "upload") is None) != (_lookup(node, "task") is None),
+)
+ITEMS_FROM_RULES: tuple[Rule, ...] = (ONE_PRODUCER,)
 # Inline items or items uploaded to Redis, not both.
 ONE_ITEM_SOURCE = SchemaRule(
     {"not": {"required": ["items", "itemsFrom"]}},

@@ -21,6 +21,7 @@ from bgjobs.api.dag import find_cycle
 from bgjobs.api.rules import (
     BACKGROUND_JOB_RULES,
     BATCH_RULES,
+    ITEMS_FROM_RULES,
     JOB_QUEUE_RULES,
     RATE_LIMIT_PATTERN,
     SCHEDULE_RULES,
@@ -261,12 +262,33 @@ UPLOAD_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,98}[a-z0-9])?$"
 
 
 class ItemsFrom(Model):
-    """Where a batch's items come from when they are too many for the spec."""
+    """Where a batch's items come from when they are not inline: an upload, or a producer
+    task whose return value (a list) or generator yields them."""
 
-    upload: str = Field(min_length=1, max_length=100, pattern=UPLOAD_PATTERN)
+    upload: str | None = Field(None, min_length=1, max_length=100, pattern=UPLOAD_PATTERN)
     """Items uploaded to Redis before the job was created: the list
     ``bgjobs:{namespace}:upload:{upload}``, one item's JSON per entry (``Client.map`` writes
     it for item lists over the inline limit). Read once, when the batch is seeded."""
+    task: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+    )
+    """A producer task (registered in the same worker image): one of the batch's pods calls
+    it and streams what it returns or yields into the batch while the pods run the items
+    (Celery's "loop over every subscription", made parallel). Deterministic order, please:
+    a producer re-run after its pod died skips the items already produced, by count."""
+    args: list[Any] = Field(
+        default_factory=list, max_length=MAX_ARGS, json_schema_extra={"items": NULLABLE_ANY}
+    )
+    """The producer's positional arguments."""
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "maxProperties": MAX_ARGS},
+    )
+    """The producer's keyword arguments."""
+
+    @classmethod
+    def rules(cls) -> tuple[AnyRule, ...]:
+        return ITEMS_FROM_RULES
 
 
 def is_batch(spec: Mapping[str, Any]) -> bool:
@@ -318,8 +340,8 @@ class BackgroundJobSpec(TaskTemplate):
     """Batches: fail the batch early once more items than this have failed (default: run
     every item)."""
     itemsFrom: ItemsFrom | None = None
-    """Batches: items uploaded to Redis instead of inline (any number, no etcd size limit).
-    Exclusive with items, args and kwargs."""
+    """Batches: items from an upload to Redis or from a producer task instead of inline (any
+    number, no etcd size limit). Exclusive with items, args and kwargs."""
     itemIndexes: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, max_length=MAX_ITEMS, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
@@ -404,6 +426,8 @@ class BatchStatus(Model):
     """Items finished per second since the batch started."""
     outcomesKey: str | None = None
     """Redis hash holding every item's outcome by index (kept for the result TTL)."""
+    producing: bool | None = None
+    """True while a producer task (spec.itemsFrom.task) is still adding items: total grows."""
 
 
 class JobError(Model):

@@ -16,6 +16,7 @@ from bgjobs.client.constants import IDEMPOTENCY_ANNOTATION
 from bgjobs.errors import (
     InvalidSpec,
 )
+from bgjobs_worker.batch_keys import as_item
 
 # --- names (pure) ---------------------------------------------------------------------
 
@@ -88,19 +89,9 @@ def _json_value(what: str, value: Any) -> Any:
 def encode_items(items: Sequence[Any]) -> list[str]:
     """Each batch item's JSON, as an upload holds it (refusing what JSON cannot carry)."""
     try:
-        return [json.dumps(_item(i), ensure_ascii=False, allow_nan=False) for i in items]
+        return [json.dumps(as_item(i), ensure_ascii=False, allow_nan=False) for i in items]
     except (TypeError, ValueError) as exc:
         raise InvalidSpec(f"items must be JSON-serializable: {exc}") from None
-
-
-def _item(item: Any) -> Any:
-    """A batch item as the spec holds it: a tuple is positional arguments like a list, a
-    mapping keyword arguments; a bare value is one positional argument (Celery's map)."""
-    if isinstance(item, Mapping):
-        return dict(item)
-    if isinstance(item, list | tuple):
-        return list(item)
-    return [item]
 
 
 def build_background_job(
@@ -126,6 +117,7 @@ def build_background_job(
     eta: datetime | None = None,
     items: Sequence[Any] | None = None,
     items_from: str | None = None,
+    items_from_task: Mapping[str, Any] | None = None,
     parallelism: int | None = None,
     chunk_size: int | None = None,
     max_failed_items: int | None = None,
@@ -179,9 +171,11 @@ def build_background_job(
     if env:
         spec["env"] = _env_list(env)
     if items is not None:
-        spec["items"] = _json_value("items", [_item(i) for i in items])
+        spec["items"] = _json_value("items", [as_item(i) for i in items])
     if items_from is not None:
         spec["itemsFrom"] = {"upload": items_from}
+    if items_from_task is not None:
+        spec["itemsFrom"] = _json_value("itemsFrom", items_from_task)
     for field, value in (
         ("parallelism", parallelism),
         ("chunkSize", chunk_size),

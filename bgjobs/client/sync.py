@@ -40,7 +40,7 @@ from bgjobs.errors import (
     RateLimitNotEnforced,
 )
 from bgjobs_worker.batch_keys import write_upload
-from bgjobs_worker.canvas import Canvas
+from bgjobs_worker.canvas import Canvas, Signature
 
 # Item lists over this much JSON go to Redis (spec.itemsFrom), well under the operator's
 # default --max-items-bytes (1 MiB) and etcd's request limit.
@@ -228,7 +228,7 @@ class Client:
     def map(
         self,
         task: str,
-        items: Sequence[Any],
+        items: Sequence[Any] | Signature,
         *,
         parallelism: int | None = None,
         chunk_size: int | None = None,
@@ -245,6 +245,18 @@ class Client:
         More than 10,000 items or 512 KiB of JSON are uploaded to Redis first (this client
         needs ``redis=``) and the BackgroundJob names the upload (``spec.itemsFrom``)
         instead of carrying them: etcd never holds a large item list."""
+        if isinstance(items, Signature):  # a producer task makes the items in the batch
+            producer = {"task": items.task, "args": list(items.args), "kwargs": dict(items.kwargs)}
+            return self.submit_call(
+                task,
+                name=name,
+                idempotency_key=idempotency_key,
+                items_from_task=producer,
+                parallelism=parallelism,
+                chunk_size=chunk_size,
+                max_failed_items=max_failed_items,
+                **options,
+            )
         encoded = encode_items(items)
         if len(encoded) > MAX_ITEMS or sum(map(len, encoded)) > INLINE_ITEMS_BYTES:
             if self.redis is None:

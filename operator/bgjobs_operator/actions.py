@@ -68,6 +68,7 @@ class SeedBatch:
     ttl: int
     indexes: tuple[int, ...] | None = None  # spec.itemIndexes (a replay's); None: positions
     upload: str | None = None  # spec.itemsFrom.upload: seed from Redis, not from items
+    producer: bool = False  # spec.itemsFrom.task: open the batch empty; a pod produces
 
 
 Action = Union[CreateObject, DeleteObject, PatchObject, PostEvent, Alert, SeedBatch]  # noqa: UP007

@@ -58,6 +58,11 @@ async def seed_from_upload(
     return int(await client.eval(batch_keys.SEED_UPLOAD, 8, *keys.all(), up, up_indexes, ttl))
 
 
+async def open_for_producer(client: Any, keys: BatchKeys, ttl: int) -> bool:
+    """Open a producer batch: no items yet, not sealed; False when already open."""
+    return bool(await client.eval(batch_keys.SEED_OPEN, 1, keys.counts, ttl))
+
+
 def replay_upload(bj: dict[str, Any]) -> str:
     """The upload a DeadLetter of an uploaded batch replays: its not-succeeded items."""
     return f"replay-{bj['metadata']['uid']}"
@@ -156,6 +161,7 @@ def batch_status(counts: BatchCounts, outcomes_key: str, start: str | None) -> B
         executions=counts.executions,
         ratePerSecond=rate,
         outcomesKey=outcomes_key,
+        producing=True if counts.producing else None,
     )
 
 
@@ -171,7 +177,7 @@ def items_progress(counts: BatchCounts) -> Progress:
 
 
 def all_succeeded(counts: BatchCounts) -> bool:
-    return counts.failed == 0 and counts.succeeded >= counts.total
+    return counts.failed == 0 and counts.succeeded >= counts.total and counts.producer_error is None
 
 
 def failure_error(result: BatchResult, job_reason: str | None) -> JobError:
@@ -180,6 +186,17 @@ def failure_error(result: BatchResult, job_reason: str | None) -> JobError:
     message = f"{c.failed} of {c.total} items failed"
     if unrun:
         message += f", {unrun} not run"
+    if c.producer_error is not None:  # the items it did produce ran; the rest never existed
+        err = c.producer_error
+        message = (
+            f"the producer failed after {c.total} items: {err.get('type')}: "
+            f"{err.get('message')}; " + message
+        )
+        return JobError(
+            type="ProducerFailed",
+            reason="ProducerFailed",
+            message=bound(message, 2048),
+        )
     if result.failed and result.failed[0].error is not None:
         first = result.failed[0]
         assert first.error is not None

@@ -71,8 +71,11 @@ def _add_batch(dl_spec: dict[str, Any], bj: dict[str, Any], batch: BatchResult) 
     """One DeadLetter for the whole batch: it lists the first failed items with their
     errors, and its replay runs only the items that did not succeed."""
     spec = dl_spec["originalSpec"]
-    if spec.get("itemsFrom") is not None:  # staged in Redis when the result was read
+    if spec.get("itemsFrom") is not None and batch.not_succeeded:
+        # Staged in Redis when the result was read (they are not in the spec to copy).
         dl_spec["originalSpec"] = {**spec, "itemsFrom": {"upload": replay_upload(bj)}}
+    elif spec.get("itemsFrom") is not None:
+        pass  # every produced item succeeded, the producer failed: a replay runs it all again
     else:
         items, indexes = replay_items(spec.get("items") or [], spec.get("itemIndexes"), batch)
         dl_spec["originalSpec"] = {**spec, "items": items, "itemIndexes": indexes}

@@ -274,6 +274,10 @@ def batch_job_spec(
     ]
     if spec.maxFailedItems is not None:
         env.insert(2, {"name": "BGJOBS_MAX_FAILED_ITEMS", "value": str(spec.maxFailedItems)})
+    source = spec.itemsFrom
+    if source is not None and source.task is not None:
+        producer = {"task": source.task, "args": source.args, "kwargs": source.kwargs}
+        env.insert(2, _literal_env("BGJOBS_PRODUCER", json.dumps(producer)))
     container["env"] = env
     return batch
 

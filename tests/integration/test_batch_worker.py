@@ -191,3 +191,70 @@ def test_an_item_past_the_hard_limit_is_failed_and_the_pod_replaced(
     assert replacement.returncode == 0, out
     c = counts(rds, keys)
     assert (c["total"], c["succeeded"], c["failed"]) == (4, 3, 1)
+
+
+def open_batch(rds: redis.Redis) -> BatchKeys:
+    keys = BatchKeys.of(NS, str(uuid.uuid4()))
+    assert rds.eval(batch_keys.SEED_OPEN, 1, keys.counts, 3600) == 1
+    assert rds.eval(batch_keys.SEED_OPEN, 1, keys.counts, 3600) == 0, "opening is idempotent"
+    return keys
+
+
+def producer_env(count: int, **kwargs: Any) -> str:
+    return json.dumps({"task": "examples.numbers", "args": [count], "kwargs": kwargs})
+
+
+def test_a_producer_streams_its_items_into_the_batch_while_two_workers_run_them(
+    redis_server: RedisServer, rds: redis.Redis, tmp_path: Path
+) -> None:
+    keys = open_batch(rds)
+    env = {"BGJOBS_PRODUCER": producer_env(300), "BGJOBS_CHUNK_SIZE": "7"}
+    procs = [start(redis_server, keys, "examples.item", tmp_path, **env) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    c = rds.hgetall(keys.counts)
+    assert (c["total"], c["produced"], c["succeeded"], c["failed"], c["sealed"]) == (
+        "300",
+        "300",
+        "300",
+        "0",
+        "1",
+    )
+    assert json.loads(rds.hget(keys.outcomes, "299") or "")["result"] == 598
+    assert sum("producer examples.numbers done: 300 items" in o for o in outs) == 1
+
+
+def test_a_producer_killed_midway_is_resumed_by_another_pod_without_duplicates(
+    redis_server: RedisServer, rds: redis.Redis, tmp_path: Path
+) -> None:
+    keys = open_batch(rds)
+    env = {"BGJOBS_PRODUCER": producer_env(200, delay=0.02), "BGJOBS_LEASE_SECONDS": "1"}
+    victim = start(redis_server, keys, "examples.item", tmp_path, **env)
+    wait_for(
+        lambda: int(rds.hget(keys.counts, "produced") or 0) >= 40,
+        timeout=30,
+        what="the first pod to produce some items",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    cut = int(rds.hget(keys.counts, "produced") or 0)
+    assert 40 <= cut < 200
+    survivor = start(redis_server, keys, "examples.item", tmp_path, **env)
+    out = survivor.communicate(timeout=60)[0]
+    assert survivor.returncode == 0, out
+    c = rds.hgetall(keys.counts)
+    assert (c["total"], c["produced"], c["succeeded"]) == ("200", "200", "200"), c
+    assert rds.hlen(keys.items) == 200 and rds.hlen(keys.outcomes) == 200, "nothing twice"
+
+
+def test_a_failing_producer_seals_the_batch_with_its_error_and_its_items_still_run(
+    redis_server: RedisServer, rds: redis.Redis, tmp_path: Path
+) -> None:
+    keys = open_batch(rds)
+    env = {"BGJOBS_PRODUCER": producer_env(100, fail_at=30)}
+    proc = start(redis_server, keys, "examples.item", tmp_path, **env)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    c = rds.hgetall(keys.counts)
+    assert (c["total"], c["succeeded"], c["sealed"]) == ("30", "30", "1")
+    assert json.loads(c["producerError"]) == {"type": "LookupError", "message": "source gone at 30"}

@@ -336,3 +336,43 @@ def test_an_operator_restart_mid_batch_seeds_once_and_finishes_it(
         if w.verb == "create" and w.resource == "jobs"
     ]
     assert len(creates) == 1
+
+
+def test_a_producer_task_makes_the_items_inside_the_batch(
+    bgjobs: BgJobs, api_client: client.ApiClient, redis_server: RedisServer
+) -> None:
+    """Celery's "loop over every subscription", made parallel: examples.numbers yields the
+    items in one pod while both pods run them; task.map(producer.s(...)) submits it."""
+    import redis
+
+    from bgjobs.canvas import configure
+    from bgjobs.client import Client
+    from examples import tasks
+
+    jobs = Client(
+        bgjobs.namespace, api_client=api_client, redis=redis.Redis.from_url(redis_server.url)
+    )
+    configure(jobs)
+    try:
+        made = tasks.item.map(tasks.numbers.s(250), parallelism=2)
+    finally:
+        configure(None)
+    spec = bgjobs.get(made.id)["spec"]
+    assert spec["itemsFrom"] == {"task": "examples.numbers", "args": [250], "kwargs": {}}
+    assert "items" not in spec
+    assert made.get(timeout=180) == [2 * i for i in range(250)]
+    b = bgjobs.status(made.id)["batch"]
+    assert (b["total"], b["succeeded"], b.get("producing")) == (250, 250, None)
+
+    bgjobs.submit(
+        "broken-source",
+        "examples.item",
+        itemsFrom={"task": "examples.numbers", "args": [40], "kwargs": {"fail_at": 25}},
+    )
+    st = bgjobs.wait_phase("broken-source", timeout=120)
+    assert st["phase"] == "Failed" and st["error"]["type"] == "ProducerFailed", st
+    assert (
+        "the producer failed after 25 items: LookupError: source gone at 25"
+        in st["error"]["message"]
+    )
+    assert (st["batch"]["total"], st["batch"]["succeeded"]) == (25, 25)

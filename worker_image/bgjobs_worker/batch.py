@@ -40,6 +40,7 @@ from bgjobs_worker.config import (
 from bgjobs_worker.context import JobIdentity, TaskContext, activated
 from bgjobs_worker.errors import ConfigError, ExitCode, TimeLimitExceeded, WorkerShutdown
 from bgjobs_worker.limits import hard_time_limit, soft_time_limit
+from bgjobs_worker.producer import Producer, ProducerSpec
 from bgjobs_worker.redis_keys import PROGRESS_CHANNEL, progress_notice
 from bgjobs_worker.registry import Task, get_task, import_task_modules
 from bgjobs_worker.retry_policy import RetryPolicy, exit_code_for, qualified_name
@@ -210,6 +211,7 @@ class BatchWorker:
         ttl: int,
         shutdown: ShutdownSignal | None = None,
         hard_limit: float | None = None,
+        producer: ProducerSpec | None = None,
     ) -> None:
         self.client, self.identity, self.settings = client, identity, settings
         self.hard_limit = hard_limit  # per item, its in-process retries included
@@ -220,6 +222,11 @@ class BatchWorker:
         self.release_script = client.register_script(batch_keys.RELEASE)
         self.leases = Leases(client, self.keys.leases, settings.lease_seconds)
         self.items_run = 0
+        self.producer = (
+            Producer(client, self.keys, producer, identity, ttl, 2 * settings.lease_seconds)
+            if producer is not None
+            else None
+        )
 
     def _lease_args(self) -> tuple[list[str], list[Any]]:
         keys = [self.keys.items, self.keys.pending, self.keys.leases, self.keys.counts]
@@ -251,6 +258,8 @@ class BatchWorker:
     def run(self) -> ExitCode:
         self.leases.start()
         outcomes: list[ItemOutcome] = []
+        if self.producer is not None:
+            self.producer.try_start()
         try:
             while True:
                 reply, counts = self._exchange(outcomes)
@@ -261,7 +270,10 @@ class BatchWorker:
                     return ExitCode.SUCCESS
                 if reply[0] == batch_keys.WAIT:
                     # Other pods hold the last items: wait for them, or for their leases
-                    # to expire (their pod died) and take the items over.
+                    # to expire (their pod died) and take the items over. Or the producer
+                    # has not produced more yet; if its pod died, produce here instead.
+                    if self.producer is not None:
+                        self.producer.try_start()
                     time.sleep(min(1.0, max(0.05, int(reply[1]) / 1000)))
                     continue
                 outcomes = self._run_chunk(reply)
@@ -369,6 +381,7 @@ def run_batch(env: Mapping[str, str]) -> int:
             batch_keys.batch_ttl(settings.result_ttl),
             shutdown,
             hard_limit=settings.time_limit or task.time_limit,
+            producer=ProducerSpec.from_env(env),
         )
         code = worker.run()
         if code == ExitCode.PERMANENT:

@@ -155,6 +155,72 @@ redis.call('EXPIRE', KEYS[3], ARGV[1])
 return redis.call('LLEN', KEYS[2])
 """
 
+# --- a producer task streaming items into its batch (spec.itemsFrom.task) ----------------
+# counts gains ``produced`` (items appended so far) and ``sealed`` ("0" while producing,
+# "1" once done; absent for inline and uploaded batches, which are sealed from the start),
+# and ``producerError`` (JSON) when the producer raised.
+
+# KEYS: counts. ARGV: ttl. Opens a producer batch: no items yet. Reply 1, 0 when open.
+SEED_OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'total', 0, 'succeeded', 0, 'failed', 0, 'executions', 0,
+           'produced', 0, 'sealed', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: items pending counts lock. ARGV: ttl, token, lock ms, offset, item JSON...
+# Appends items numbered from offset, only if offset is what was produced so far (a
+# producer that took over skips what its predecessor appended) and the caller still holds
+# the producer lock (refreshed here). Reply: items produced after this call; -1 when the
+# lock was lost (another pod produces now).
+APPEND = """
+if redis.call('GET', KEYS[4]) ~= ARGV[2] then return -1 end
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
+local produced = tonumber(redis.call('HGET', KEYS[3], 'produced') or '0')
+local offset = tonumber(ARGV[4])
+if produced ~= offset or #ARGV == 4 then return produced end
+local fields, indexes = {}, {}
+for k = 5, #ARGV do
+  local index = tostring(offset + k - 5)
+  fields[#fields + 1] = index
+  fields[#fields + 1] = ARGV[k]
+  indexes[#indexes + 1] = index
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('RPUSH', KEYS[2], unpack(indexes))
+redis.call('HINCRBY', KEYS[3], 'total', #indexes)
+produced = redis.call('HINCRBY', KEYS[3], 'produced', #indexes)
+for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ARGV[1]) end
+return produced
+"""
+
+# KEYS: counts lock. ARGV: token, error JSON or "". Seals the batch (the producer is done,
+# or failed with that error) if the caller holds the lock. Reply 1, or 0 (lock lost).
+SEAL = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'producerError', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'sealed', 1)
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def as_item(item: Any) -> Any:
+    """A batch item as a call's arguments: a list or tuple is positional arguments, a
+    mapping keyword arguments, anything else the one argument (Celery's map)."""
+    if isinstance(item, Mapping):
+        return dict(item)
+    if isinstance(item, list | tuple):
+        return list(item)
+    return [item]
+
+
+def producer_lock(keys: BatchKeys) -> str:
+    """Held (SET NX PX) by the one pod running the producer; expires if that pod dies."""
+    return keys.counts.removesuffix("counts") + "producer"
+
+
 UPLOAD_TTL_SECONDS = 86400  # a client's upload waits this long for its batch
 
 
@@ -205,7 +271,11 @@ if #got < want then
 end
 if #got == 0 then
   local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if #first == 0 then return {0} end
+  if #first == 0 then
+    -- A producer still streaming items in: not drained yet, look again shortly.
+    if redis.call('HGET', KEYS[4], 'sealed') == '0' then return {1, 200} end
+    return {0}
+  end
   return {1, tonumber(first[2]) - now}
 end
 local deadline = now + tonumber(ARGV[2])
@@ -261,10 +331,17 @@ class BatchCounts:
     running: int = 0
     updated_at_ms: int = 0  # the last recording, Redis server time
     started_at_ms: int = 0  # the first lease, Redis server time
+    producing: bool = False  # a producer task is still adding items (total grows)
+    producer_error: dict[str, Any] | None = None  # {"type", "message"} when it raised
 
     @property
     def done(self) -> int:
         return self.succeeded + self.failed
+
+
+def as_text(value: str | bytes) -> str:
+    """A Redis reply as text, whether the client decodes responses or not."""
+    return _text(value)
 
 
 def _text(value: str | bytes) -> str:
@@ -291,7 +368,19 @@ def decode_counts(raw: Mapping[Any, Any] | None, leased: Any = 0) -> BatchCounts
         running=_int(leased),
         updated_at_ms=_int(fields.get("updatedAt")),
         started_at_ms=_int(fields.get("startedAt")),
+        producing=_text(fields.get("sealed") or "1") == "0",
+        producer_error=_json_object(fields.get("producerError")),
     )
+
+
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(_text(raw))
+    except ValueError:
+        return {"type": "Unknown", "message": _text(raw)[:1024]}
+    return value if isinstance(value, dict) else None
 
 
 def decode_outcome(raw: str | bytes | None) -> dict[str, Any] | None:

@@ -91,6 +91,9 @@ class BatchCall:
     task: str
     items: tuple[Any, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Instead of items: a producer task whose return value or generator gives them
+    # (spec.itemsFrom.task); each element a call's arguments as for Client.map.
+    producer: Signature | None = None
 
     def apply_async(self, **options: Any) -> Any:
         """Submit the batch (``Client.map`` with these options: parallelism=...,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgjobs_worker.attempt import Outcome, execute
+from bgjobs_worker.batch_keys import as_item
 from bgjobs_worker.canvas import BatchCall, Canvas, Signature, Step, call_args, flatten
 from bgjobs_worker.context import JobIdentity, TaskContext
 from bgjobs_worker.errors import ExitCode
@@ -148,8 +149,14 @@ def run_batch(call: BatchCall) -> EagerBatchResult:
     """Each item of a batch as its own call with the batch's retry settings, as the warm
     workers run them (a list item is positional arguments, a mapping keyword arguments)."""
     opts = call.options
+    items: Iterable[Any] = call.items
+    if call.producer is not None:  # the producer runs here too; its failure is the batch's
+        made = run(call.producer.task, *call.producer.args, **call.producer.kwargs)
+        if not made.successful:
+            return EagerBatchResult([made])
+        items = [as_item(i) for i in made.result or ()]
     results = []
-    for item in call.items:
+    for item in items:
         args, kwargs = (list(item), {}) if isinstance(item, list | tuple) else ([], dict(item))
         results.append(
             run(

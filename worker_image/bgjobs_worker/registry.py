@@ -102,9 +102,14 @@ class Task:
         submit options)."""
         return Signature(self.name, tuple(args or ()), dict(kwargs or {})).apply_async(**options)
 
-    def map(self, items: Iterable[Any], **options: Any) -> Any:
+    def map(self, items: Iterable[Any] | Signature, **options: Any) -> Any:
         """Celery's ``task.map(seq)``: one call per element, the element its only argument,
-        as one batch BackgroundJob (``apply_async`` options: parallelism=..., queue=...)."""
+        as one batch BackgroundJob (``apply_async`` options: parallelism=..., queue=...).
+        Given a signature instead (``send.map(all_subscriptions.s("2026-03"))``), that task
+        produces the items inside the batch, streamed while they run (a list element is
+        positional arguments, a mapping keyword arguments, any other value one argument)."""
+        if isinstance(items, Signature):
+            return BatchCall(self.name, (), options, producer=items).apply_async()
         return BatchCall(self.name, map_items(items), options).apply_async()
 
     def starmap(self, items: Iterable[Any], **options: Any) -> Any:

@@ -412,7 +412,17 @@ def _seed(bj: dict[str, Any], spec: BackgroundJobSpec, config: OperatorConfig) -
     md = bj["metadata"]
     ttl = batch_keys.batch_ttl(spec.resultTTLSeconds)
     if spec.itemsFrom is not None:
-        return [SeedBatch(md["namespace"], md["uid"], (), ttl, upload=spec.itemsFrom.upload)]
+        source = spec.itemsFrom
+        return [
+            SeedBatch(
+                md["namespace"],
+                md["uid"],
+                (),
+                ttl,
+                upload=source.upload,
+                producer=bool(source.task),
+            )
+        ]
     indexes = tuple(spec.itemIndexes) if spec.itemIndexes is not None else None
     return [SeedBatch(md["namespace"], md["uid"], tuple(items_json(spec, config)), ttl, indexes)]
 
@@ -640,6 +650,10 @@ async def _seed_batch(rt: Runtime, action: SeedBatch) -> bool:
     if rt.redis is None:
         raise RuntimeError("a batch needs Redis and the operator has no --redis-url")
     keys = batch_keys.BatchKeys.of(action.namespace, action.bj_uid)
+    if action.producer:
+        if await batches.open_for_producer(rt.redis, keys, action.ttl):
+            log.info("opened batch %s for its producer", keys.counts)
+        return True
     if action.upload is not None:
         n = await batches.seed_from_upload(
             rt.redis, keys, action.namespace, action.upload, action.ttl
