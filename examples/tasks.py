@@ -50,6 +50,12 @@ def stages(ctx: TaskContext, names: list[str], seconds: float = 1.0) -> list[str
     return names
 
 
+@task(name="examples.ids")
+def ids(count: int) -> list[int]:
+    """0 .. count-1: a list a forEach workflow step runs over."""
+    return list(range(count))
+
+
 @task(name="examples.numbers")
 def numbers(count: int, fail_at: int | None = None, delay: float = 0.0) -> Iterator[dict[str, Any]]:
     """A producer for batches (spec.itemsFrom.task): yields ``{"n": i}`` for each i below

@@ -739,6 +739,30 @@ class WorkflowStep(TaskTemplate):
     the list of their results in this order (Celery's chord body)."""
     immutable: bool = False
     """Receive no result from the dependencies (Celery's .si())."""
+    forEach: bool = False
+    """Run the task once per element of its one dependency's result (a list), as a batch:
+    Celery's group over a dynamic list. Each element is a call's arguments (a list
+    positional, an object keyword, any other value the one argument); the step's result,
+    passed on, is the list of the item results. Needs exactly one dependency and no args
+    or kwargs of its own."""
+    parallelism: int | None = Field(None, ge=1, le=MAX_PARALLELISM)
+    """forEach steps: worker pods running items at once (default 1)."""
+
+    @model_validator(mode="after")
+    def _for_each_takes_its_items_from_one_dependency(self) -> Self:
+        if self.forEach and (len(self.dependsOn) != 1 or self.immutable):
+            raise ValueError(
+                f"step {self.name}: forEach runs over one dependency's result; give it "
+                "exactly one dependsOn and no immutable"
+            )
+        if self.forEach and (self.args or self.kwargs):
+            raise ValueError(
+                f"step {self.name}: a forEach step's arguments are its dependency's result "
+                "elements; remove its args and kwargs"
+            )
+        if self.parallelism is not None and not self.forEach:
+            raise ValueError(f"step {self.name}: parallelism applies to forEach steps only")
+        return self
 
 
 class JobWorkflowSpec(Model):

@@ -46,13 +46,18 @@ def build_workflow(
         bad = [o for o in _UNSUPPORTED if o in sig.options]
         if bad:
             raise ValueError(f"{', '.join(bad)} not supported in a workflow step ({sig.task})")
-        job = build_background_job(sig.task, sig.args, sig.kwargs, name="x", **sig.options)
+        options = dict(sig.options)
+        # task.s().set(for_each=True): one call per element of the previous step's result,
+        # as a batch (Celery's group over a dynamic list); parallelism= its pods.
+        for_each = bool(options.pop("for_each", False))
+        job = build_background_job(sig.task, sig.args, sig.kwargs, name="x", **options)
         steps.append(
             {
                 "name": step.name,
                 **job["spec"],
                 "dependsOn": list(step.depends_on),
                 **({"immutable": True} if sig.immutable else {}),
+                **({"forEach": True} if for_each else {}),
             }
         )
     spec: dict[str, Any] = {"steps": steps}

@@ -33,6 +33,21 @@ class BatchResult:
     counts: BatchCounts
     failed: list[FailedItem] = field(default_factory=list)  # the first MAX_LISTED_FAILURES
     not_succeeded: list[int] = field(default_factory=list)  # failed or never run: replayed
+    # Every item's result in index order: read only for a workflow step's batch (a forEach
+    # step passes them on) of at most MAX_PASSED_RESULTS items.
+    results: list[Any] | None = None
+
+
+# A forEach step's item results are passed to the next step up to this many items (and
+# --max-result-bytes of JSON); past that the next step fails with ResultTooLarge.
+MAX_PASSED_RESULTS = 1000
+
+
+async def read_results(client: Any, keys: BatchKeys) -> list[Any]:
+    """Every item's result, in index order (a succeeded batch: every item has one)."""
+    raw = await client.hgetall(keys.outcomes)
+    docs = {int(k): batch_keys.decode_outcome(v) or {} for k, v in raw.items()}
+    return [docs[i].get("result") for i in sorted(docs)]
 
 
 def keys_of(bj: dict[str, Any]) -> BatchKeys:

@@ -35,12 +35,13 @@ from bgjobs.api.v1alpha1 import (
 from bgjobs_operator.conditions import bound, set_condition, stamp
 from bgjobs_operator.jobspec import owner_reference
 from bgjobs_operator.status import describe_failure
+from bgjobs_worker.batch_keys import as_item
 from bgjobs_worker.canvas import call_args
 
 RESULT_SUMMARY = 80
 _ACTIVE = (StepPhase.PENDING, StepPhase.RUNNING, StepPhase.RETRYING)
 _ENDED_BADLY = (StepPhase.FAILED, StepPhase.CANCELLED)
-_STEP_FIELDS = {"name", "dependsOn", "immutable"}
+_STEP_FIELDS = {"name", "dependsOn", "immutable", "forEach", "parallelism"}
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,19 @@ def step_args(
                 ),
             )
         results.append(run.result)
+    if step.forEach:
+        (items,) = results
+        if not isinstance(items, list) or not items:
+            got = "an empty list" if items == [] else type(items).__name__
+            return JobError(
+                type="InvalidSpec",
+                reason="NotAList",
+                message=(
+                    f"step {step.name} runs forEach over the result of step "
+                    f"{step.dependsOn[0]}, which must be a non-empty list; it is {got}"
+                ),
+            )
+        return [as_item(item) for item in items]
     return call_args(step.args, results, step.immutable)
 
 
@@ -178,7 +192,12 @@ def build_step(
     deterministically, labelled so its events reach the workflow."""
     md = wf["metadata"]
     spec = step.model_dump(mode="json", exclude=_STEP_FIELDS, exclude_none=True)
-    spec["args"] = args
+    if step.forEach:  # a batch: one call per element of the dependency's result
+        spec.update(args=[], kwargs={}, items=args)
+        if step.parallelism is not None:
+            spec["parallelism"] = step.parallelism
+    else:
+        spec["args"] = args
     return {
         "apiVersion": API_VERSION,
         "kind": "BackgroundJob",

@@ -177,6 +177,23 @@ def test_a_canvas_through_the_client(bgjobs: BgJobs, api_client) -> None:  # typ
     assert [s["phase"] for s in handle.steps()] == ["Succeeded"] * 3
 
 
+def test_a_for_each_step_runs_a_batch_over_the_previous_result(bgjobs: BgJobs, api_client) -> None:  # type: ignore[no-untyped-def]
+    """Celery's group over a dynamic list: ids(6) -> item(n) for each id, as one batch of 2
+    pods -> total of the item results."""
+    from bgjobs.canvas import chain
+    from bgjobs.client import Client
+    from examples import tasks
+
+    client = Client(bgjobs.namespace, api_client=api_client)
+    each = tasks.item.s().set(for_each=True, parallelism=2)
+    handle = client.submit(chain(tasks.ids.s(6), each, tasks.total.s()))
+    assert handle.get(timeout=240) == sum(2 * i for i in range(6))
+    batch_step = bgjobs.get(f"{handle.name}-item")
+    assert batch_step["spec"]["items"] == [[i] for i in range(6)]
+    status = batch_step["status"]
+    assert status["batch"]["succeeded"] == 6 and status["result"] == [0, 2, 4, 6, 8, 10]
+
+
 def test_fail_fast_cancels_running_steps_and_on_failure_runs_once(bgjobs: BgJobs) -> None:
     submit(
         bgjobs,

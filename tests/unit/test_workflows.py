@@ -440,3 +440,47 @@ def test_a_step_whose_args_grow_past_the_limit_fails_instead_of_being_refused() 
     assert st["phase"] == "Failed" and st["failedStep"] == "b"
     assert st["error"]["type"] == "InvalidSpec" and "args" in st["error"]["message"]
     assert created_steps(api) == ["wf-a"]
+
+
+def test_a_for_each_step_is_a_batch_over_its_dependencys_list() -> None:
+    rt, api = setup(
+        workflow([step("a"), step("b", "a", forEach=True, parallelism=3), step("c", "b")])
+    )
+    reconcile(rt)
+    finish(rt, api, "wf-a", result=[1, [2, 3], {"x": 4}, None])
+    reconcile(rt)
+    spec = bj(api, "wf-b")["spec"]
+    assert spec["items"] == [[1], [2, 3], {"x": 4}, [None]], "each element one call's arguments"
+    assert (spec["args"], spec["kwargs"], spec["parallelism"]) == ([], {}, 3)
+    assert "forEach" not in spec
+
+
+@pytest.mark.parametrize("result", [{"not": "a list"}, [], 7])
+def test_a_for_each_step_over_something_else_fails_saying_what_it_got(result: Any) -> None:
+    rt, api = setup(workflow([step("a"), step("b", "a", forEach=True)]))
+    reconcile(rt)
+    finish(rt, api, "wf-a", result=result)
+    reconcile(rt)
+    status = wf_status(api)
+    failed = next(s for s in status["steps"] if s["name"] == "b")
+    assert failed["phase"] == "Failed"
+    assert "must be a non-empty list" in failed["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"dependsOn": []}, "exactly one dependsOn"),
+        ({"immutable": True}, "exactly one dependsOn and no immutable"),
+        ({"args": [1]}, "remove its args and kwargs"),
+    ],
+)
+def test_a_for_each_step_is_refused_without_one_dependency_or_with_args(
+    extra: dict[str, Any], says: str
+) -> None:
+    steps = [
+        {"name": "a", "task": "t"},
+        {"name": "b", "task": "t", "dependsOn": ["a"], "forEach": True, **extra},
+    ]
+    with pytest.raises(ValidationError, match=says):
+        JobWorkflowSpec.model_validate({"steps": steps})

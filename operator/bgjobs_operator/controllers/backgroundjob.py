@@ -9,6 +9,8 @@ computed from what is observed.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -228,6 +230,16 @@ async def _observe_batch(
     if not finished:
         return Observed(bj, job, batch=rt.batches.get(key))
     result = await _read_batch_result(rt, bj)
+    if (
+        result is not None
+        and (bj["metadata"].get("labels") or {}).get(names.WORKFLOW)
+        and batches.all_succeeded(result.counts)
+        and result.counts.total <= batches.MAX_PASSED_RESULTS
+    ):  # a forEach step: its item results are what the next step receives
+        results = await rt.read_redis(batches.read_results, batches.keys_of(bj))
+        if results is None:
+            return Observed(bj, job, batch=rt.batches.get(key))  # Redis down: wait
+        result = dataclasses.replace(result, results=results)
     last_output = None
     if st.phase_of(job) == Phase.FAILED:
         last_output = await _last_termination_message(rt, key[0], job["metadata"]["name"])
@@ -371,7 +383,7 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
         if st.job_condition(job) is not None and obs.batch_result is None:
             # Finished, but what the items did is in Redis, which did not answer.
             return Decision(requeue_after=BATCH_READ_RETRY_SECONDS)
-        desired = _batch_status(desired, obs, job, now)
+        desired = _batch_status(desired, obs, job, now, config.max_result_bytes)
     if desired.phase == Phase.PENDING and job["spec"].get("suspend") and obs.queue.waiting:
         reason, message = obs.queue.waiting
         desired = st.queued_status(desired, generation, reason, message, obs.queue.name, now)
@@ -428,7 +440,11 @@ def _seed(bj: dict[str, Any], spec: BackgroundJobSpec, config: OperatorConfig) -
 
 
 def _batch_status(
-    desired: BackgroundJobStatus, obs: Observed, job: dict[str, Any], now: datetime
+    desired: BackgroundJobStatus,
+    obs: Observed,
+    job: dict[str, Any],
+    now: datetime,
+    max_result_bytes: int,
 ) -> BackgroundJobStatus:
     """The item counts, and the batch's own verdict: Succeeded only when every item did."""
     assert obs.bj is not None
@@ -458,9 +474,21 @@ def _batch_status(
             ),
         )
     elif finished and desired.phase == Phase.SUCCEEDED:
-        # Results are per item, in the outcomes hash (status.batch.outcomesKey).
-        update.update(result=None, resultRef=None)
+        # Results are per item, in the outcomes hash (status.batch.outcomesKey). A workflow
+        # step's (forEach) are also the result passed on, when they are few and small;
+        # otherwise resultRef says they stay in Redis and the next step is told so.
+        passed = result.results if result is not None else None
+        if passed is not None and len(json.dumps(passed)) <= max_result_bytes:
+            update.update(result=passed, resultRef=None)
+        elif passed is not None or (result is not None and _in_workflow(obs.bj)):
+            update.update(result=None, resultRef=outcomes_key)
+        else:
+            update.update(result=None, resultRef=None)
     return desired.model_copy(update=update)
+
+
+def _in_workflow(bj: dict[str, Any]) -> bool:
+    return bool((bj["metadata"].get("labels") or {}).get(names.WORKFLOW))
 
 
 def _transition(
