@@ -79,17 +79,28 @@ KUBE_SCORE_FLAGS := --output-format ci --ignore-container-cpu-limit \
   --ignore-test deployment-has-host-podantiaffinity,pod-probes-identical \
   --ignore-test container-image-pull-policy,pod-networkpolicy
 
+# checkov (PyPI, its own virtualenv: a large install kept out of .venv). Skipped everywhere,
+# each for the reason in docs/helm.md "Policy checks": pinned tags pulled IfNotPresent
+# (CKV_K8S_15), digests optional (image.digest; CKV_K8S_43), NetworkPolicies opt-in
+# (CKV2_K8S_6). Findings on one object are skipped on it (checkov.io/skipN annotations).
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV ?= $(or $(BGJOBS_CACHE),$(HOME)/.cache/bgjobs)/checkov-$(CHECKOV_VERSION)
+CHECKOV_SKIP := CKV_K8S_15,CKV_K8S_43,CKV2_K8S_6
+
 crds: venv ## generate crds/ from the API models, and the chart's copy
 	$(PY) -m bgjobs.api.crdgen crds charts/bgjobs/crds
 
-chart-lint: venv ## helm lint, helm template and kube-score on charts/bgjobs: default values and each charts/bgjobs/ci/*-values.yaml
+chart-lint: venv ## helm lint, helm template, kube-score and checkov on charts/bgjobs: default values and each charts/bgjobs/ci/*-values.yaml
 	@test -x "$(HELM)" || { echo "no helm: run make cluster-bins"; exit 1; }
 	@test -x "$(KUBE_SCORE)" || GOBIN=$(dir $(KUBE_SCORE)) go install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
+	@test -x "$(CHECKOV_VENV)/bin/checkov" || { python3 -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION); }
 	@for values in "" charts/bgjobs/ci/*-values.yaml; do \
 	  echo "== charts/bgjobs $${values:-(default values)}"; \
 	  $(HELM) lint --strict charts/bgjobs $${values:+-f $$values} >/dev/null || exit 1; \
 	  $(HELM) template bgjobs charts/bgjobs --namespace bgjobs $${values:+-f $$values} > $(CHART_RENDERED) || exit 1; \
 	  $(KUBE_SCORE) score $(KUBE_SCORE_FLAGS) $(CHART_RENDERED) || exit 1; \
+	  $(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework kubernetes --skip-check $(CHECKOV_SKIP) \
+	    -f $(CHART_RENDERED) > $(CHART_RENDERED).checkov || { cat $(CHART_RENDERED).checkov; exit 1; }; \
 	done; echo "chart OK"
 
 images: ## build bgjobs/operator and bgjobs/worker: Docker when a daemon answers, else podman --isolation chroot (BASE=image)

@@ -33,6 +33,7 @@ EXAMPLES = {
     "backgroundjob-progress.yaml": "Succeeded",
     "backgroundjob-flaky.yaml": "Succeeded",
     "backgroundjob-deadletter.yaml": "Failed",
+    "backgroundjob-batch.yaml": "Succeeded",
 }
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -152,6 +153,42 @@ def test_the_chart_runs_the_operator_from_its_image_and_jobs_in_worker_images(
         )
         want[name] = phase
     assert ended == want
+    batch = custom.get_namespaced_custom_object(
+        "bgjobs.dev", "v1alpha1", "default", "backgroundjobs", "monthly-invoices"
+    )["status"]["batch"]
+    assert batch["succeeded"] == batch["total"] > 0
+
+    # A schedule's run, the seed workflow, and the queue example in its own namespace (its
+    # route takes every examples.* task there), applied as a user would.
+    kubectl("apply", "-n", "default", "-f", str(ROOT / "examples" / "jobschedule.yaml"))
+    kubectl("apply", "-n", "default", "-f", str(ROOT / "examples" / "jobworkflow-seed.yaml"))
+    kubectl("create", "namespace", "e2e-queue")
+    kubectl("apply", "-n", "e2e-queue", "-f", str(ROOT / "examples" / "jobqueue.yaml"))
+    wait_for(
+        lambda: kubectl("get", "cronjob", "cleanup", "-n", "default", check=False).returncode == 0,
+        timeout=60,
+        what="the schedule's CronJob",
+    )
+    kubectl("create", "job", "cleanup-now", "--from=cronjob/cleanup", "-n", "default")
+
+    def status_of(ns: str, plural: str, name: str) -> dict[str, Any]:
+        try:
+            obj = custom.get_namespaced_custom_object("bgjobs.dev", "v1alpha1", ns, plural, name)
+        except client.ApiException:
+            return {}
+        return dict(obj.get("status") or {})
+
+    def all_done() -> bool:
+        return (
+            status_of("default", "backgroundjobs", "cleanup-now").get("phase") == "Succeeded"
+            and status_of("default", "jobworkflows", "analyze-file-42").get("phase") == "Succeeded"
+            and status_of("e2e-queue", "backgroundjobs", "add-later").get("phase") == "Succeeded"
+        )
+
+    wait_for(all_done, timeout=300, what="the schedule's run, the workflow and the queued job")
+    assert status_of("default", "backgroundjobs", "cleanup-now")["result"] == 42
+    queued = status_of("e2e-queue", "backgroundjobs", "add-later")
+    assert (queued["result"], queued["queue"]) == (42, "examples")
 
     # helm test: its pod (the operator image, no token) reads the metrics Service.
     helm("test", RELEASE, "--namespace", RELEASE_NS, "--timeout", "2m")

@@ -35,7 +35,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "bgjobs.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{- define "bgjobs.metricsServiceName" -}}
@@ -133,7 +137,11 @@ handlers.py); nothing else, in particular no Secrets:
 {{- end }}
 
 {{- define "bgjobs.dashboardImage" -}}
-{{- $repo := default .Values.image.repository .Values.dashboard.image.repository }}
-{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.dashboard.image.tag }}
-{{- printf "%s:%s" $repo $tag }}
+{{- if .Values.dashboard.image.repository }}
+{{- printf "%s:%s" .Values.dashboard.image.repository (default (default .Chart.AppVersion .Values.image.tag) .Values.dashboard.image.tag) }}
+{{- else if .Values.dashboard.image.tag }}
+{{- printf "%s:%s" .Values.image.repository .Values.dashboard.image.tag }}
+{{- else }}
+{{- include "bgjobs.image" . }}
+{{- end }}
 {{- end }}
