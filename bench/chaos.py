@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class Sizes:
     deadline: float
     long_steps: int
     seed: int
+    load_rate: float = 50.0
+    load_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, smoke: bool) -> Sizes:
@@ -78,6 +81,8 @@ class Sizes:
             deadline=float(env.get("CHAOS_DEADLINE", 240 if smoke else 1800)),
             long_steps=int(env.get("CHAOS_LONG_STEPS", 8 if smoke else 30)),
             seed=int(env.get("CHAOS_SEED", 15)),
+            load_rate=float(env.get("CHAOS_LOAD_RATE", 50)),
+            load_seconds=float(env.get("CHAOS_LOAD_SECONDS", 10 if smoke else 300)),
         )
 
 
@@ -89,6 +94,7 @@ class Planned:
     retry: dict[str, Any]
     phase: str  # the terminal phase it must reach
     result: Any  # what status.result must hold when it succeeds (None: not checked)
+    queue: str | None = None  # waits in this JobQueue
 
 
 def plan(n: int, record: str, long_steps: int) -> list[Planned]:
@@ -123,12 +129,62 @@ def plan(n: int, record: str, long_steps: int) -> list[Planned]:
                 )
             )
         else:
+            # Every fourth of these waits in the burst's JobQueue (concurrency-capped).
+            queue = QUEUE if slot % 4 == 0 else None
             jobs.append(
                 Planned(
-                    name, "chaos.add", {"record": record, "x": i, "y": 1}, {}, "Succeeded", i + 1
+                    name,
+                    "chaos.add",
+                    {"record": record, "x": i, "y": 1},
+                    {},
+                    "Succeeded",
+                    i + 1,
+                    queue,
                 )
             )
     return jobs
+
+
+QUEUE, QUEUE_CONCURRENCY = "chaos-q", 10
+WORKFLOW_RESULT = 113  # a = add(1, 2); b = add(a, 10); c = add(b, 100)
+BATCH_ITEMS = 40
+
+
+def workflow_body(name: str, record: str) -> dict[str, Any]:
+    """A chain of three chaos.add steps: each step's result is the next one's x."""
+    rec = {"record": record}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "JobWorkflow",
+        "metadata": {"name": name},
+        "spec": {
+            "steps": [
+                {"name": "a", "task": "chaos.add", "args": [1, 2], "kwargs": rec},
+                {"name": "b", "task": "chaos.add", "args": [10], "kwargs": rec, "dependsOn": ["a"]},
+                {
+                    "name": "c",
+                    "task": "chaos.add",
+                    "args": [100],
+                    "kwargs": rec,
+                    "dependsOn": ["b"],
+                },
+            ]
+        },
+    }
+
+
+def batch_body(name: str, record: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BackgroundJob",
+        "metadata": {"name": name},
+        "spec": {
+            "task": "chaos.item",
+            "items": [{"n": i, "record": record} for i in range(BATCH_ITEMS)],
+            "parallelism": 2,
+            "chunkSize": 4,
+        },
+    }
 
 
 @dataclass
@@ -166,6 +222,9 @@ class Run:
         self.record = str(bench.state / f"executions-{scenario}.jsonl")
         Path(self.record).touch()
         self.jobs = plan(sizes.jobs, self.record, sizes.long_steps)
+        # Besides the jobs: chains of three steps and batches of BATCH_ITEMS items.
+        self.workflows = [f"w{k:03d}" for k in range(max(1, sizes.jobs // 50))]
+        self.batches = [f"b{k:03d}" for k in range(max(1, sizes.jobs // 100))]
         self.operators: list[OperatorRun] = []
         self.submitted = threading.Event()
         self.started = 0.0
@@ -194,11 +253,15 @@ class Run:
         }
         if job.retry:
             body["spec"]["retry"] = job.retry
+        if job.queue:
+            body["spec"]["queue"] = job.queue
+        self._create("backgroundjobs", body)
+
+    def _create(self, plural: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
         for _ in range(600):  # the API server may be down for a while: keep trying
             try:
-                self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, self.ns, "backgroundjobs", body
-                )
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
                 return
             except client.ApiException as exc:
                 if exc.status == 409:
@@ -206,16 +269,42 @@ class Run:
                 time.sleep(1)
             except Exception:  # noqa: BLE001 - connection refused while it restarts
                 time.sleep(1)
-        raise RuntimeError(f"could not submit {job.name}")
+        raise RuntimeError(f"could not submit {name}")
+
+    def _submissions(self) -> list[Callable[[], None]]:
+        """The burst's creates, workflows and batches spread among the jobs."""
+        calls: list[Callable[[], None]] = [partial(self._submit_one, job) for job in self.jobs]
+        extra: list[Callable[[], None]] = [
+            *(
+                partial(self._create, "jobworkflows", workflow_body(w, self.record))
+                for w in self.workflows
+            ),
+            *(
+                partial(self._create, "backgroundjobs", batch_body(b, self.record))
+                for b in self.batches
+            ),
+        ]
+        step = max(1, len(calls) // (len(extra) + 1))
+        for k, call in enumerate(extra):
+            calls.insert(min(len(calls), (k + 1) * step + k), call)
+        return calls
 
     def submit_all(self) -> threading.Thread:
-        """Submit the burst from 8 threads in the background."""
+        """Submit the burst (jobs, some queued, workflows and batches) from 8 threads in
+        the background."""
         self.started = time.time()
+        queue = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "JobQueue",
+            "metadata": {"name": QUEUE},
+            "spec": {"concurrency": QUEUE_CONCURRENCY},
+        }
+        self._create("jobqueues", queue)
 
         def burst() -> None:
             try:
                 with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(self._submit_one, self.jobs))
+                    list(pool.map(lambda call: call(), self._submissions()))
             finally:
                 self.submitted.set()
 
@@ -229,15 +318,29 @@ class Run:
         )["items"]
         return {j["metadata"]["name"]: j for j in items}
 
+    def workflow_phases(self) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "jobworkflows")[
+            "items"
+        ]
+        return {w["metadata"]["name"]: w for w in items}
+
+    @property
+    def expected(self) -> int:
+        return len(self.jobs) + len(self.workflows) + len(self.batches)
+
     def terminal_count(self) -> int:
         try:
-            found = self.phases()
+            found, flows = self.phases(), self.workflow_phases()
         except Exception:  # noqa: BLE001 - the API server may be restarting
             return -1
-        return sum(
-            1
-            for j in self.jobs
-            if ((found.get(j.name) or {}).get("status") or {}).get("phase") in TERMINAL
+
+        def ended(objs: dict[str, dict[str, Any]], name: str) -> bool:
+            return ((objs.get(name) or {}).get("status") or {}).get("phase") in TERMINAL
+
+        return (
+            sum(ended(found, j.name) for j in self.jobs)
+            + sum(ended(found, b) for b in self.batches)
+            + sum(ended(flows, w) for w in self.workflows)
         )
 
     def wait_submitted_fraction(self, fraction: float, timeout: float = 300) -> None:
@@ -260,10 +363,10 @@ class Run:
         last_log = 0.0
         while time.time() < deadline:
             done = self.terminal_count()
-            if done == len(self.jobs):
+            if done == self.expected:
                 return round(time.time() - self.started, 1)
             if time.monotonic() - last_log > 30:
-                say(f"{self.scenario}: {max(done, 0)}/{len(self.jobs)} terminal")
+                say(f"{self.scenario}: {max(done, 0)}/{self.expected} terminal")
                 last_log = time.monotonic()
             time.sleep(1)
         return None
@@ -329,6 +432,7 @@ class Run:
             if phase == "Failed" and job.phase == "Failed" and dead_for[name] == 0:
                 out.deadletters_missing += 1
                 out.details.append(f"{name} ({job.task}) Failed without a DeadLetter")
+        self._count_compound(out, found, records)
         creates = Counter(
             (w.resource, w.name)
             for w in audit.writes(self.bench.state, [self.ns])
@@ -351,6 +455,62 @@ class Run:
             if run.log_path.exists()
         )
         return out
+
+    def _count_compound(
+        self,
+        out: Outcome,
+        found: dict[str, dict[str, Any]],
+        records: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        """Workflows (each step's executions against its attempts, the chain's result) and
+        batches (every item's outcome once; item re-runs are at-least-once, reported)."""
+        flows = self.workflow_phases()
+        for w in self.workflows:
+            st = (flows.get(w) or {}).get("status") or {}
+            if st.get("phase") not in TERMINAL:
+                out.lost += 1
+                out.details.append(f"workflow {w} lost: phase {st.get('phase')!r}")
+            elif st.get("phase") != "Succeeded":
+                out.wrong_outcome += 1
+                out.details.append(f"workflow {w} ended {st.get('phase')}")
+            elif st.get("result") != WORKFLOW_RESULT:
+                out.results_lost += 1
+                out.details.append(f"workflow {w} result {st.get('result')!r}")
+        for name, bj in found.items():
+            if not ((bj["metadata"].get("labels") or {}).get("bgjobs.dev/workflow")):
+                continue
+            attempts = int((bj.get("status") or {}).get("attempts") or 0)
+            runs = records.get(name, [])
+            out.attempts += attempts
+            out.executions += len(runs)
+            if len(runs) > attempts:
+                out.executions_beyond_attempts += len(runs) - attempts
+                out.details.append(f"step {name} ran {len(runs)} times for {attempts} attempt(s)")
+        reruns = 0
+        for b in self.batches:
+            st = (found.get(b) or {}).get("status") or {}
+            counts = st.get("batch") or {}
+            if st.get("phase") not in TERMINAL:
+                out.lost += 1
+                out.details.append(f"batch {b} lost: phase {st.get('phase')!r}")
+                continue
+            if st.get("phase") != "Succeeded":
+                out.wrong_outcome += 1
+                out.details.append(f"batch {b} ended {st.get('phase')}: {st.get('error')}")
+            if (counts.get("total"), counts.get("succeeded")) != (BATCH_ITEMS, BATCH_ITEMS):
+                out.results_lost += 1
+                out.details.append(f"batch {b} counts {counts}")
+            calls = [r for key, rs in records.items() if key.startswith(f"{b}#") for r in rs]
+            ran = {r["job"] for r in calls}
+            if len(ran) < BATCH_ITEMS and st.get("phase") == "Succeeded":
+                out.results_lost += 1
+                out.details.append(f"batch {b}: only {len(ran)} items ever ran")
+            reruns += len(calls) - len(ran)
+        out.extra["workflows / batches / queued jobs in the burst"] = (
+            f"{len(self.workflows)} / {len(self.batches)} x {BATCH_ITEMS} items / "
+            f"{sum(1 for j in self.jobs if j.queue)} (JobQueue concurrency {QUEUE_CONCURRENCY})"
+        )
+        out.extra["batch items run more than once (at-least-once; outcome recorded once)"] = reruns
 
     def close(self) -> None:
         for run in self.operators:
@@ -583,10 +743,121 @@ SCENARIOS: dict[str, tuple[str, Callable[[Run], tuple[str, dict[str, Any]]]]] = 
     "apiserver-restart": ("5a. kube-apiserver restarted", apiserver_restart),
     "etcd-restart": ("5b. etcd restarted", etcd_restart),
     "node-restart": ("6. Node killed and restarted while pods run", node_restart),
+    # Not a burst: its own code path (load_held); listed here for --only and the titles.
+    "load": ("7. Load held: steady submissions for minutes", lambda r: ("", {})),
 }
 
 
+LOAD_P99_BOUND = 0.300  # seconds: the submit-to-Job bound of docs/benchmarks.md (20/s)
+
+
+def load_held(bench: Bench, sizes: Sizes) -> Outcome:
+    """Submissions at a steady rate for minutes, into a paused JobQueue: every Job is
+    created suspended, so the figure is the operator's (submit to Job), not the node's
+    pods. Counted: Jobs missing or created twice; submit-to-Job latency; operator RSS
+    sampled every 5 s (first minute against last minute)."""
+    from bench.kube import Tracker, backgroundjob, create_backgroundjob, watch_jobs
+    from bench.stats import percentile
+
+    ns = bench.namespace("chaos-load")
+    redis_dir = bench.state / "services" / "redis-load"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer.start(redis_dir)
+    op = bench.operator("chaos-load", [ns], {"BGJOBS_REDIS_URL": redis.url})
+    custom = client.CustomObjectsApi(bench.api)
+    count = int(sizes.load_rate * sizes.load_seconds)
+    out = Outcome("load", "", count)
+    try:
+        op.start()
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            "jobqueues",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "JobQueue",
+                "metadata": {"name": "held"},
+                "spec": {"paused": True},
+            },
+        )
+        jobs = Tracker()
+        watch = watch_jobs(bench.api, ns, jobs)
+        submitted: dict[str, float] = {}
+        rss: list[tuple[float, int]] = []
+        lock = threading.Lock()
+
+        def submit(name: str) -> None:
+            sent = time.time()
+            create_backgroundjob(bench.api, backgroundjob(ns, name, "examples.noop", queue="held"))
+            with lock:
+                submitted[name] = sent
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            futures = []
+            for i in range(count):
+                due = start + i / sizes.load_rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                if not rss or time.monotonic() - rss[-1][0] >= 5:
+                    rss.append((time.monotonic(), op.memory_kib()["VmRSS"]))
+                futures.append(pool.submit(submit, f"l{i:05d}"))
+            for f in futures:
+                f.result()
+        elapsed = time.monotonic() - start
+        jobs.wait_seen(count, 60 + count * 0.01)
+        rss.append((time.monotonic(), op.memory_kib()["VmRSS"]))
+        watch.stop()
+        latencies = sorted(
+            jobs.first_seen[n] - t for n, t in submitted.items() if n in jobs.first_seen
+        )
+        out.lost = count - len(latencies)
+        creates = Counter(
+            w.name
+            for w in audit.writes(bench.state, [ns])
+            if w.verb == "create" and w.resource == "jobs" and w.code == 201
+        )
+        out.jobs_created_twice = sum(1 for n in creates.values() if n > 1)
+        first = [kib for t, kib in rss if t - start <= 60]
+        last = [kib for t, kib in rss if t - start >= elapsed - 60]
+        p99 = percentile(latencies, 99) if latencies else None
+        out.seconds_to_terminal = round(elapsed, 1)
+        out.executions = out.attempts = 0
+        out.injected = (
+            f"{count} BackgroundJobs at {sizes.load_rate:g}/s for {sizes.load_seconds:g} s "
+            "(16 client threads), each into a paused JobQueue so its Job is created suspended"
+        )
+        out.extra.update(
+            {
+                "achieved submission rate (/s)": round(count / elapsed, 1),
+                "submit → Job p50 / p99 (ms)": (
+                    f"{percentile(latencies, 50) * 1000:.0f} / {p99 * 1000:.0f}"
+                    if p99 is not None
+                    else "n/a"
+                ),
+                f"p99 within the benchmark bound ({LOAD_P99_BOUND * 1000:.0f} ms)": (
+                    p99 is not None and p99 <= LOAD_P99_BOUND
+                ),
+                "operator RSS, first minute max → last minute max (MiB)": (
+                    f"{max(first) / 1024:.0f} → {max(last) / 1024:.0f}" if first and last else "n/a"
+                ),
+                "Jobs present at the end": len(latencies),
+            }
+        )
+        return out
+    finally:
+        with contextlib.suppress(Exception):
+            op.stop()
+        with contextlib.suppress(Exception):
+            redis.stop()
+        with contextlib.suppress(Exception):
+            client.CoreV1Api(bench.api).delete_namespace(ns)
+
+
 def run_scenario(bench: Bench, name: str, sizes: Sizes) -> Outcome:
+    if name == "load":
+        return load_held(bench, sizes)
     r = Run(bench, name, sizes, persist=name == "redis-data")
     try:
         injected, extra = SCENARIOS[name][1](r)
@@ -622,7 +893,12 @@ server is down); the failure is injected while it is being processed. Then:
 The tasks are the examples' behaviours (`examples.add`, `examples.flaky`,
 `examples.permanent`, a long `examples.progress`) plus the execution record: 55% successes,
 15% retries (one `ConnectionError`, then success on attempt 2), 15% permanent failures
-(dead-lettered), 15% long jobs reporting progress once a second."""
+(dead-lettered), 15% long jobs reporting progress once a second. Among the successes, one
+job in four waits in a JobQueue of concurrency 10. The burst also holds one JobWorkflow per
+50 jobs (a chain of three `chaos.add` steps; counted lost, wrong or with a wrong result
+113, and each step's executions against its attempts) and one batch per 100 jobs (40 items
+on 2 pods; counted lost, wrong, or with fewer than 40 items succeeded or ever run; items run
+more than once are reported: batches are at-least-once per item, outcome once)."""
 
 
 def render(raw: dict[str, Any]) -> str:
@@ -687,12 +963,15 @@ def render(raw: dict[str, Any]) -> str:
         ]
         out += [f"| {title_} | {_cell(res[key])} |" for key, title_ in COLUMNS]
         secs = res["seconds_to_terminal"]
-        out += [
-            f"| task executions / attempts counted | {res['executions']} / {res['attempts']} |",
-            f"| executions the burst needs without failures | {planned_runs(res['jobs'])} |",
-            f"| every job terminal after | "
-            f"{f'{secs:.1f} s' if secs is not None else 'not by the deadline'} |",
-        ]
+        if name == "load":  # no burst run to the end: its figures are its own (extra)
+            out += [f"| submitting took | {secs:.1f} s |" if secs is not None else ""]
+        else:
+            out += [
+                f"| task executions / attempts counted | {res['executions']} / {res['attempts']} |",
+                f"| executions the burst needs without failures | {planned_runs(res['jobs'])} |",
+                f"| every job terminal after | "
+                f"{f'{secs:.1f} s' if secs is not None else 'not by the deadline'} |",
+            ]
         out += [f"| {k} | {v} |" for k, v in res["extra"].items()]
         for note in findings(name, res):
             out += ["", note]

@@ -13,10 +13,10 @@ from typing import Any
 from bgjobs_worker import PermanentError, TaskContext, task
 
 
-def _record(ctx: TaskContext, path: str) -> None:
+def _record(ctx: TaskContext, path: str, item: int | None = None) -> None:
     line = json.dumps(
         {
-            "job": ctx.job_name,
+            "job": ctx.job_name if item is None else f"{ctx.job_name}#{item}",
             "namespace": ctx.namespace,
             "attempt": ctx.attempt,
             "pod": ctx.pod_name,
@@ -58,3 +58,10 @@ def long(ctx: TaskContext, record: str, steps: int = 10, delay: float = 1.0) -> 
         time.sleep(delay)
         ctx.progress(current=step, total=steps, stage="working", message=f"step {step}/{steps}")
     return {"steps": steps}
+
+
+@task(name="chaos.item", bind=True)
+def item(ctx: TaskContext, n: int, record: str) -> int:
+    """One item of a chaos batch: its record names the item, so re-runs are counted."""
+    _record(ctx, record, item=n)
+    return n * 2
