@@ -988,25 +988,22 @@ def findings(name: str, res: dict[str, Any]) -> list[str]:
     notes = []
     if name.startswith("redis-") and res["progress_lost"]:
         notes.append(
-            "**Why progress was lost (open limit).** Progress travels only through Redis. A "
-            "long job that ran while Redis was down could not store any of its reports, and "
-            "its result and outcome came through the termination message, which carries no "
-            "progress: it ended `Succeeded` with an empty `status.progress`. Reports made "
-            "after Redis returned were kept. Closing it: the worker puts its last progress "
-            "snapshot in the termination message and the operator uses it when Redis has "
-            "none."
+            "**Why progress was lost.** A worker keeps its last report through an outage "
+            "and retries it, and puts it in its termination message next to the outcome; "
+            "a job counted here ended without either reaching the operator (see its line "
+            "below)."
         )
     if name.startswith("redis-") and res["attempts"] > planned_runs(res["jobs"]):
         notes.append(
             f"**Why more attempts than the burst needs ({res['attempts']} for "
             f"{planned_runs(res['jobs'])}; not a duplicate: each is counted by the Job).** "
             "The attempt number comes from a Redis counter. While Redis is down the worker "
-            "assumes attempt 1 (it logs `attempt number unknown without Redis`), and after "
-            "Redis returns empty the counter starts again at 1, so `chaos.flaky`, which "
-            "fails on attempt 1 only, failed again on its later attempts and spent retries "
-            "(`ctx.is_last_attempt` is wrong the same way). Open limit: without Redis nothing "
-            "in a pod of a non-indexed Job tells its attempt number (the downward API has "
-            "none), so a task's attempt-dependent logic is only as good as Redis."
+            "assumes attempt 1 (it logs `attempt number unknown without Redis`), so "
+            "`chaos.flaky`, which fails on attempt 1 only, failed again and spent a retry "
+            "(`ctx.is_last_attempt` is wrong the same way). After Redis returns empty, the "
+            "operator puts the Job's counted failures back under the counter (README "
+            "\"Redis outages\"). Open limit: while Redis is down nothing in a pod of a "
+            "non-indexed Job tells its attempt number (the downward API has none)."
         )
     if name == "etcd-restart" and (res["seconds_to_terminal"] or 0) > 200:
         notes.append(

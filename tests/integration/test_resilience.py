@@ -87,6 +87,7 @@ def test_redis_outage_loses_no_outcome_and_progress_resumes(
             st = bgjobs.wait_phase(name, timeout=90)
             assert st["phase"] == "Succeeded"
             assert st["result"] == {"steps": 10}, "result came through the termination message"
+            assert st["progress"]["current"] == 10, "and the last progress with it"
         assert operator.alive()
     finally:
         redis_server.resume()

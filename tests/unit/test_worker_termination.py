@@ -127,3 +127,20 @@ def test_error_info_keeps_the_last_lines_of_the_traceback() -> None:
     assert len(lines) == 50
     assert lines[-1] == "detail 99"
     assert lines[0] == "detail 50"
+
+
+def test_the_last_progress_rides_along_when_it_fits_and_never_displaces_the_outcome() -> None:
+    progress = {"current": 10, "total": 10, "percent": 100.0, "stage": "working", "message": "ü"}
+    text = build_termination_message(Outcome(ExitCode.SUCCESS, 1, result=[1]), progress)
+    assert parse_termination_message(text) == {
+        "status": "SUCCESS",
+        "attempt": 1,
+        "result": [1],
+        "progress": progress,
+    }
+    huge = {**progress, "stage": "x" * MAX_BYTES}
+    error = ErrorInfo(type="ValueError", message="m" * 10_000)
+    failed = build_termination_message(Outcome(ExitCode.RETRYABLE, 2, error=error), huge)
+    doc = parse_termination_message(failed)
+    assert doc is not None and "progress" not in doc and size(failed) <= MAX_BYTES
+    assert doc["error"]["message"].startswith("mmm"), "the outcome keeps its whole budget"

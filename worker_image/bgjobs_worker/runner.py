@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bgjobs_worker import logs
@@ -46,6 +46,8 @@ class OutcomeReporter:
         self.result_ttl = DEFAULT_RESULT_TTL_SECONDS
         self._lock = threading.Lock()
         self._reported = False
+        # The task's last progress report, for the termination message (Redis may be gone).
+        self.last_progress: dict[str, Any] | None = None
 
     def report(self, outcome: Outcome) -> bool:
         with self._lock:
@@ -60,7 +62,8 @@ class OutcomeReporter:
         )
         if self.store is not None:
             self.store.write_result(result_document(outcome), self.result_ttl)
-        write_termination_message(self.termination_path, build_termination_message(outcome))
+        message = build_termination_message(outcome, self.last_progress)
+        write_termination_message(self.termination_path, message)
         return True
 
 
@@ -109,7 +112,7 @@ def run_attempt(
         attempt_known=attempt is not None,
         max_retries=settings.max_retries,
         identity=identity,
-        report=writer.submit if writer is not None else _drop_progress,
+        report=_keeping_last(reporter, writer.submit if writer is not None else _drop_progress),
     )
 
     def on_hard_limit() -> None:
@@ -131,6 +134,16 @@ def run_attempt(
         if writer is not None:
             writer.close()  # the last progress must land before the result's notice
     return outcome
+
+
+def _keeping_last(
+    reporter: OutcomeReporter, send: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def report(snapshot: dict[str, Any]) -> None:
+        reporter.last_progress = snapshot
+        send(snapshot)
+
+    return report
 
 
 def disrupted(shutdown: ShutdownSignal, outcome: Outcome) -> bool:

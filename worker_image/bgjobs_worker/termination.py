@@ -37,7 +37,22 @@ def _shorten(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[: max(0, max_chars - 3)] + ELLIPSIS
 
 
-def build_termination_message(outcome: Outcome) -> str:
+def build_termination_message(outcome: Outcome, progress: dict[str, Any] | None = None) -> str:
+    """The outcome, and the last progress report when it fits: with Redis down or emptied
+    while the task ran, this is where the operator still finds the progress (it rides
+    along only if the outcome leaves room, the outcome never gives way to it)."""
+    return _with_progress(_outcome_message(outcome), progress)
+
+
+def _with_progress(text: str, progress: dict[str, Any] | None) -> str:
+    if not progress:
+        return text
+    doc = json.loads(text)
+    doc["progress"] = progress
+    return _dumps(doc) if _size(doc) <= MAX_BYTES else text
+
+
+def _outcome_message(outcome: Outcome) -> str:
     if outcome.error is None:
         doc: dict[str, Any] = {
             "status": "SUCCESS",
