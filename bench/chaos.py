@@ -1002,7 +1002,7 @@ def findings(name: str, res: dict[str, Any]) -> list[str]:
             "`chaos.flaky`, which fails on attempt 1 only, failed again and spent a retry "
             "(`ctx.is_last_attempt` is wrong the same way). After Redis returns empty, the "
             "operator puts the Job's counted failures back under the counter (README "
-            "\"Redis outages\"). Open limit: while Redis is down nothing in a pod of a "
+            '"Redis outages"). Open limit: while Redis is down nothing in a pod of a '
             "non-indexed Job tells its attempt number (the downward API has none)."
         )
     if name == "etcd-restart" and (res["seconds_to_terminal"] or 0) > 200:
