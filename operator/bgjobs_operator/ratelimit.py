@@ -1,27 +1,33 @@
-"""Cluster-wide admission rate of a JobQueue: GCRA (the generic cell rate algorithm).
+"""Cluster-wide admission rate of a JobQueue: GCRA (the generic cell rate algorithm) with a
+sliding-window cap.
 
-A rate of N per period gives an emission interval T = period / N. The limiter keeps one
+A rate of N per period P gives an emission interval T = P / N. The limiter keeps one
 number per queue, the theoretical arrival time (TAT) of the next admission; an admission
 is allowed when TAT - now <= (burst - 1) * T, and moves TAT to max(TAT, now) + T.
 
-Burst is 1: admissions are spaced evenly T apart, so every window of one period holds at
-most N of them (a larger burst would let a window hold N + burst - 1), and a backlogged
-queue gets the full rate. The state lives in Redis and is updated by one Lua script, so it
-holds across operator restarts and for every replica, and the clock is Redis' own (TIME),
-so replicas with skewed clocks agree. Without Redis the same algorithm runs in memory, per
-operator process (logged once).
+Burst is 2, so the schedule does not drift: an operator that comes back for the next token
+a few milliseconds late (a reconcile, a Redis round trip, a list of the queue's Jobs) still
+admits on the grid of T, and a backlogged queue gets the full rate (with burst 1 every late
+millisecond was lost, and a loaded machine admitted 89 % of the rate). A burst of 2 alone
+would let one window of P hold N + 1 admissions, so each grant is also logged for one P
+(a sorted set) and none is given while N are in the last P: no window of P ever holds more
+than N. The state lives in Redis and is updated by one Lua script, so it holds across
+operator restarts and for every replica, and the clock is Redis' own (TIME), so replicas
+with skewed clocks agree. Without Redis the same algorithm runs in memory, per operator
+process (logged once).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-BURST = 1
+BURST = 2
 _PERIOD_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -54,6 +60,14 @@ def gcra(tat: float | None, now: float, interval: float, burst: int = BURST) -> 
     return 0.0, tat + interval
 
 
+def window_wait(grants: Sequence[float], now: float, rate: Rate) -> float:
+    """Seconds until fewer than N grants (oldest first) fall in the last period; 0: now."""
+    recent = [g for g in grants if g > now - rate.period]
+    if len(recent) < rate.count:
+        return 0.0
+    return recent[len(recent) - rate.count] + rate.period - now
+
+
 class Limiter(Protocol):
     async def take(self, key: str, rate: Rate) -> float:
         """Take one admission token for `key`: 0 when granted, else seconds to wait."""
@@ -61,38 +75,61 @@ class Limiter(Protocol):
 
 
 class MemoryLimiter:
-    """GCRA in this process only: for tests and operators without Redis."""
+    """The same limiter in this process only: for tests and operators without Redis."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._tat: dict[str, float] = {}
+        self._grants: dict[str, deque[float]] = {}
 
     async def take(self, key: str, rate: Rate) -> float:
-        wait, tat = gcra(self._tat.get(key), self.clock(), rate.interval)
+        now = self.clock()
+        grants = self._grants.setdefault(key, deque())
+        while grants and grants[0] <= now - rate.period:
+            grants.popleft()
+        wait, tat = gcra(self._tat.get(key), now, rate.interval)
+        wait = max(wait, window_wait(grants, now, rate))
         if wait == 0:
             self._tat[key] = tat
+            grants.append(now)
         return wait
 
 
-# KEYS[1]: the queue's TAT in microseconds; ARGV[1]: interval in microseconds, ARGV[2]: burst.
+# KEYS[1]: the queue's TAT in microseconds; KEYS[2]: its grants of the last period (a
+# sorted set, score = grant time). ARGV: interval us, burst, count N, period us.
 # Returns the microseconds to wait, 0 when the token was taken.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local period = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat - (burst - 1) * interval
 if now < allow_at then return allow_at - now end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - period)
+if redis.call('ZCARD', KEYS[2]) >= count then
+  local nth = redis.call('ZRANGE', KEYS[2], -count, -count, 'WITHSCORES')
+  return math.max(1, tonumber(nth[2]) + period - now)
+end
 tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+local keep = math.ceil((math.max(tat - now, period)) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', keep)
+-- The new TAT is unique per grant: a member no other grant of this queue has.
+redis.call('ZADD', KEYS[2], now, string.format('%.0f', tat))
+redis.call('PEXPIRE', KEYS[2], keep)
 return 0
 """
 
 
 def rate_key(namespace: str, queue: str) -> str:
     return f"bgjobs:{namespace}:queue:{queue}:tat"
+
+
+def grants_key(tat_key: str) -> str:
+    return tat_key.removesuffix(":tat") + ":grants"
 
 
 class RedisLimiter:
@@ -102,5 +139,6 @@ class RedisLimiter:
         self._script = redis.register_script(GCRA_SCRIPT)
 
     async def take(self, key: str, rate: Rate) -> float:
-        wait_us = await self._script(keys=[key], args=[round(rate.interval * 1e6), BURST])
+        args = [round(rate.interval * 1e6), BURST, rate.count, round(rate.period * 1e6)]
+        wait_us = await self._script(keys=[key, grants_key(key)], args=args)
         return int(wait_us) / 1e6

@@ -157,8 +157,9 @@ def test_rate_limit_spaces_admissions_cluster_wide(  # type: ignore[no-untyped-d
     assert sorted(admitted) == names, "each admitted once"
     starts = sorted(admitted.values())
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
-    # 3 s apart by the limiter (Redis' clock); allow a second of request jitter.
-    assert all(gap >= 2 for gap in gaps), gaps
+    # A burst of 2, then 3 s apart by the limiter (Redis' clock); allow a second of
+    # request jitter.
+    assert all(gap >= 2 for gap in gaps[1:]), gaps
 
 
 def test_delayed_start_makes_no_job_before_its_time(

@@ -193,27 +193,41 @@ def test_rate_limit_spaces_admissions_and_requeues_when_the_next_token_is_due() 
     drain(rt)
     sync_jobs(rt, api)
     again = asyncio.run(jobqueue.reconcile(rt, NS, "heavy"))
-    assert [n for v, _, n in api.writes if v == "patch"] == ["r0"]
-    assert again == 0.5, "requeued when the next token is due, no polling"
-    assert rt.waiting[(NS, "r1")][0] == "RateLimited"
+    assert [n for v, _, n in api.writes if v == "patch"] == ["r0", "r1"], "a burst of 2"
+    assert again == 1.0, "requeued when the window has room again, no polling"
+    assert rt.waiting[(NS, "r2")][0] == "RateLimited"
     clock[0] += 0.5
     asyncio.run(jobqueue.reconcile(rt, NS, "heavy"))
-    assert [n for v, _, n in api.writes if v == "patch"] == ["r0", "r1"]
+    assert [n for v, _, n in api.writes if v == "patch"] == ["r0", "r1"], "2 in the last 1 s"
+    clock[0] += 0.5
+    asyncio.run(jobqueue.reconcile(rt, NS, "heavy"))
+    assert [n for v, _, n in api.writes if v == "patch"] == ["r0", "r1", "r2"]
 
 
-def test_gcra_never_admits_more_than_the_rate_in_any_window() -> None:
+def test_the_limiter_holds_every_window_and_loses_no_rate_to_a_late_operator() -> None:
+    """120/m, a backlog for 5 minutes, the operator coming back for each token 0-150 ms
+    late (its reconcile): never more than 120 in any 60 s window, and the full rate over
+    the run. (GCRA alone with burst 1 lost every late millisecond: about 89 % on a loaded
+    machine, docs/benchmarks.md; with burst 2 alone a window could hold 121.)"""
+    import random
+
     rate = parse_rate("120/m")
     assert rate == Rate(120, 60.0)
-    tat, t, times = None, 0.0, []
-    while t < 300:
-        wait, new = gcra(tat, t, rate.interval)
+    clock = [0.0]
+    limiter = MemoryLimiter(lambda: clock[0])
+    late = random.Random(7)
+    times: list[float] = []
+    while clock[0] < 300:
+        wait = asyncio.run(limiter.take("q", rate))
         if wait == 0:
-            tat = new
-            times.append(t)
-        t += 0.01 if wait == 0 else wait
-    for start_at in times:
-        assert sum(1 for x in times if start_at <= x < start_at + 60) <= 120
-    assert len(times) >= 0.9 * 120 * 5
+            times.append(clock[0])
+            clock[0] += 0.001  # the next reconcile right away: is there another token?
+        else:
+            clock[0] += wait + late.uniform(0, 0.15)
+    windows = [sum(1 for x in times if t <= x < t + 60) for t in times]
+    assert max(windows) <= 120
+    assert len(times) >= 0.99 * 120 * 5, len(times)
+    assert gcra(None, 0.0, rate.interval) == (0.0, 0.5)
 
 
 def test_delayed_start_creates_the_job_when_due() -> None:
