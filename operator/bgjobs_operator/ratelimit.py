@@ -10,11 +10,11 @@ a few milliseconds late (a reconcile, a Redis round trip, a list of the queue's 
 admits on the grid of T, and a backlogged queue gets the full rate (with burst 1 every late
 millisecond was lost, and a loaded machine admitted 89 % of the rate). A burst of 2 alone
 would let one window of P hold N + 1 admissions, so each grant is also logged for one P
-(a sorted set) and none is given while N are in the last P: no window of P ever holds more
-than N. The state lives in Redis and is updated by one Lua script, so it holds across
-operator restarts and for every replica, and the clock is Redis' own (TIME), so replicas
-with skewed clocks agree. Without Redis the same algorithm runs in memory, per operator
-process (logged once).
+(a sorted set) and none is given while N are in the last P (and a margin, window()): no
+window of P ever holds more than N admissions. The state lives in Redis and is updated by
+one Lua script, so it holds across operator restarts and for every replica, and the clock
+is Redis' own (TIME), so replicas with skewed clocks agree. Without Redis the same
+algorithm runs in memory, per operator process (logged once).
 """
 
 from __future__ import annotations
@@ -60,12 +60,21 @@ def gcra(tat: float | None, now: float, interval: float, burst: int = BURST) -> 
     return 0.0, tat + interval
 
 
+def window(rate: Rate) -> float:
+    """The span the cap counts grants over: one period and a margin (1 %, at most 1 s).
+    A grant is a token; the admission is the Job patch right after it, and that patch's
+    latency varies by milliseconds, so two grants exactly one period apart could become
+    two admissions inside one period. The margin costs at most 1 % of the rate."""
+    return rate.period + min(1.0, rate.period / 100)
+
+
 def window_wait(grants: Sequence[float], now: float, rate: Rate) -> float:
-    """Seconds until fewer than N grants (oldest first) fall in the last period; 0: now."""
-    recent = [g for g in grants if g > now - rate.period]
+    """Seconds until fewer than N grants (oldest first) fall in the last window; 0: now."""
+    span = window(rate)
+    recent = [g for g in grants if g > now - span]
     if len(recent) < rate.count:
         return 0.0
-    return recent[len(recent) - rate.count] + rate.period - now
+    return recent[len(recent) - rate.count] + span - now
 
 
 class Limiter(Protocol):
@@ -85,7 +94,7 @@ class MemoryLimiter:
     async def take(self, key: str, rate: Rate) -> float:
         now = self.clock()
         grants = self._grants.setdefault(key, deque())
-        while grants and grants[0] <= now - rate.period:
+        while grants and grants[0] <= now - window(rate):
             grants.popleft()
         wait, tat = gcra(self._tat.get(key), now, rate.interval)
         wait = max(wait, window_wait(grants, now, rate))
@@ -96,7 +105,7 @@ class MemoryLimiter:
 
 
 # KEYS[1]: the queue's TAT in microseconds; KEYS[2]: its grants of the last period (a
-# sorted set, score = grant time). ARGV: interval us, burst, count N, period us.
+# sorted set, score = grant time). ARGV: interval us, burst, count N, window us (window()).
 # Returns the microseconds to wait, 0 when the token was taken.
 GCRA_SCRIPT = """
 local t = redis.call('TIME')
@@ -139,6 +148,6 @@ class RedisLimiter:
         self._script = redis.register_script(GCRA_SCRIPT)
 
     async def take(self, key: str, rate: Rate) -> float:
-        args = [round(rate.interval * 1e6), BURST, rate.count, round(rate.period * 1e6)]
+        args = [round(rate.interval * 1e6), BURST, rate.count, round(window(rate) * 1e6)]
         wait_us = await self._script(keys=[key, grants_key(key)], args=args)
         return int(wait_us) / 1e6
