@@ -149,7 +149,7 @@ screenshots: system-deps venv cluster-bins ## dashboard screenshots (devcluster 
 
 .PHONY: screenshots
 
-chaos: system-deps venv cluster-bins ## failure injection (operator, Redis, API server, etcd, node) during job bursts; writes docs/reliability.md (CHAOS_N=500)
+chaos: system-deps venv cluster-bins ## failure injection (operator, Redis, API server, etcd, node) during bursts of jobs, workflows, batches and queued jobs, plus 5 min of 50/s load; writes docs/reliability.md (CHAOS_N=500)
 	$(PY) -m bench.chaos
 
 .PHONY: chaos
