@@ -248,6 +248,9 @@ def test_progress_hash_notice_and_result_with_ttl(job: Job, rds: redis.Redis) ->
     assert (result["status"], result["result"], result["attempt"]) == ("SUCCESS", {"steps": 3}, 1)
     assert result["finishedAt"].endswith("Z")
     assert 0 < rds.ttl(redis_keys.result_key(NAMESPACE, job.uid)) <= 600
+    assert result["progress"]["current"] == 3, "the last report rides with the outcome"
+    assert run.termination is not None
+    assert run.termination.pop("progress")["current"] == 3
     assert run.termination == {"status": "SUCCESS", "attempt": 1, "result": {"steps": 3}}
 
 

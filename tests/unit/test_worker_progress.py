@@ -264,3 +264,29 @@ def test_the_worker_takes_its_redis_password_from_the_secret_variable() -> None:
     identity = JobIdentity(namespace="ns", job_name="j", job_uid="u", pod_name="p")
     store = RedisStore.from_url("redis://r:6379/0", identity, password="s3cret ")
     assert store._client.connection_pool.connection_kwargs["password"] == "s3cret "
+
+
+def test_the_last_progress_is_kept_with_the_outcome_in_redis_and_the_termination_message(
+    tmp_path: Any,
+) -> None:
+    """A report Redis missed (it was down then) still reaches the operator with the
+    outcome: the result document and the termination message both carry it."""
+    from bgjobs_worker.attempt import Outcome
+    from bgjobs_worker.errors import ExitCode
+    from bgjobs_worker.runner import OutcomeReporter
+    from bgjobs_worker.termination import parse_termination_message
+
+    stored: list[dict[str, Any]] = []
+
+    class Store:
+        def write_result(self, doc: dict[str, Any], ttl: int) -> bool:
+            stored.append(doc)
+            return True
+
+    path = tmp_path / "termination-log"
+    reporter = OutcomeReporter(Store(), str(path))  # type: ignore[arg-type]
+    reporter.last_progress = build_progress(attempt=1, current=30, total=30)
+    assert reporter.report(Outcome(ExitCode.SUCCESS, 1, result={"steps": 30}))
+    assert stored[0]["progress"]["current"] == 30
+    doc = parse_termination_message(path.read_text())
+    assert doc is not None and doc["progress"]["current"] == 30

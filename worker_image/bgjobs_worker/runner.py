@@ -61,7 +61,10 @@ class OutcomeReporter:
             extra={"status": outcome.status, "exitCode": int(outcome.exit_code)},
         )
         if self.store is not None:
-            self.store.write_result(result_document(outcome), self.result_ttl)
+            doc = result_document(outcome)
+            if self.last_progress:  # a report Redis missed (down then) lands with the result
+                doc["progress"] = self.last_progress
+            self.store.write_result(doc, self.result_ttl)
         message = build_termination_message(outcome, self.last_progress)
         write_termination_message(self.termination_path, message)
         return True

@@ -215,8 +215,9 @@ async def _observe_attempts(rt: Runtime, bj: dict[str, Any], job: dict[str, Any]
                 "error": {"type": "WorkerCrashed", "message": last_output[-1000:]},
             }
     if finished and outcome is not None and outcome.get("progress"):
-        # The worker's last report, from its termination message: Redis lost it or was
-        # down when the task reported (README "Redis outages").
+        # The worker's last report, kept with its outcome (in Redis or the termination
+        # message): Redis lost it or was down when the task reported (README "Redis
+        # outages").
         progress = st.progress_of(outcome["progress"]) or progress
     return Observed(bj, job, outcome=outcome, progress=progress, last_output=last_output)
 
