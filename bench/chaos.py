@@ -992,15 +992,14 @@ def findings(name: str, res: dict[str, Any]) -> list[str]:
             "**Why the bound was missed.** The Jobs fell behind the submissions: the "
             "devcluster's API server, etcd and controller-manager, the operator and the "
             "client share 2 CPUs, and 50 creates/s of BackgroundJobs plus 50 of Jobs and "
-            "their status writes is more than they got here (compare the load average in "
-            "the header: other work ran on the machine during this scenario). The operator "
+            "their status writes is more than they sustain here (a first run beside other "
+            "work: p99 48 s; a quiet re-run: p99 29 s). The operator "
             "itself spends about 2.3 ms of CPU per job (docs/benchmarks.md, section 1), 12 % "
             "of one core at 50/s. The RSS grew because every job of this scenario stays "
             "unfinished (a paused queue), so the operator's stores end with 15,000 "
             "BackgroundJobs and 15,000 Jobs: the scenario as written does not show whether "
             "memory stays flat with a bounded live set (a flaw of the scenario, open). "
-            "Open as well: a quiet run, and a machine where the control plane has cores of "
-            "its own."
+            "Open as well: a machine where the control plane has cores of its own."
         )
     if name.startswith("redis-") and res["progress_lost"]:
         notes.append(
