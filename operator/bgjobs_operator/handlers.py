@@ -8,6 +8,7 @@ trim of the event's object and a dict update.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
@@ -32,7 +33,7 @@ def _rt() -> Runtime:
     return _runtime
 
 
-def _apply(store: Store, event: kopf.RawEvent) -> dict[str, Any]:
+def _apply(store: Store, event: Mapping[str, Any]) -> dict[str, Any]:
     """Keep the store in step with one watch event; returns the event's object. kopf's raw
     event is used as is (a Body view would be copied field by field); the store trims it."""
     obj = cast(dict[str, Any], event["object"])
@@ -43,7 +44,7 @@ def _apply(store: Store, event: kopf.RawEvent) -> dict[str, Any]:
     return obj
 
 
-def _apply_and_enqueue(kind: str, store: Store, event: kopf.RawEvent) -> None:
+def _apply_and_enqueue(kind: str, store: Store, event: Mapping[str, Any]) -> None:
     """The common case: keep the store, and reconcile the object itself unless it is gone
     (its owned objects follow through garbage collection)."""
     obj = _apply(store, event)
@@ -59,8 +60,8 @@ def _label(obj: dict[str, Any], name: str) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(name)
 
 
-@kopf.on.event(GROUP, VERSION, "backgroundjobs")
-async def on_backgroundjob(event: kopf.RawEvent, **_: Any) -> None:
+def on_backgroundjob(event: Mapping[str, Any]) -> None:
+    """BackgroundJob events, from the operator's own informer (informer.py), not kopf."""
     rt = _rt()
     obj = _apply(rt.backgroundjobs, event)
     ns, name = _where(obj)
@@ -80,8 +81,8 @@ async def on_backgroundjob(event: kopf.RawEvent, **_: Any) -> None:
         rt.queue.add(("JobWorkflow", ns, workflow))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def on_job(event: kopf.RawEvent, **_: Any) -> None:
+def on_job(event: Mapping[str, Any]) -> None:
+    """Events of the Jobs this operator made, from its own informer (informer.py)."""
     rt = _rt()
     obj = _apply(rt.jobs, event)
     ns, name = _where(obj)

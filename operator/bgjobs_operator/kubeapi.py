@@ -8,12 +8,14 @@ budget (README "API writes") can be read off this file: create, patch, status, E
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import ssl
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +31,9 @@ USER_AGENT = "bgjobs-operator/0.1"
 # Bounded so one Event can never be refused for its size (etcd's request limit is 1.5 MiB,
 # but a long Event helps nobody).
 MAX_EVENT_MESSAGE = 1024
+# A watch ends after at most 6 minutes (informer.py) and bookmarks arrive every minute; a
+# read that waits longer than this is a dead connection.
+WATCH_READ_TIMEOUT = 420
 
 _CORE, _BATCH, _OURS = "/api/v1", "/apis/batch/v1", f"/apis/{GROUP}/{VERSION}"
 RESOURCES: dict[str, tuple[str, str]] = {
@@ -129,6 +134,7 @@ class KubeApi:
         self.creds = creds
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._token, self._token_read = creds.token, time.monotonic()
 
     def _headers(self) -> dict[str, str]:
@@ -155,8 +161,46 @@ class KubeApi:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, params: dict[str, str]
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A watch: the response's lines, one event each. Its own connection pool, so
+        long-lived watches never hold the connections the requests need; no total timeout
+        (the server ends the watch), but a read that stalls past the server's own end of
+        it means a dead connection."""
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.creds.ssl_context, limit=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=30, sock_read=WATCH_READ_TIMEOUT
+                ),
+            )
+        async with self._watch_session.get(
+            self.creds.server + path, params=params, headers=self._headers()
+        ) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                try:
+                    parsed = fastjson.loads(raw) if raw else None
+                except ValueError:
+                    parsed = None
+                body = parsed if isinstance(parsed, dict) else None
+                if resp.status == 410:
+                    body = {**(body or {}), "code": 410}
+                raise ApiError(resp.status, body, raw.decode(errors="replace"))
+
+            async def lines() -> AsyncIterator[bytes]:
+                buffer = bytearray()
+                async for chunk in resp.content.iter_any():
+                    for line in split_lines(buffer, chunk):
+                        yield line
+
+            yield lines()
 
     async def request(
         self,
@@ -301,3 +345,20 @@ class KubeApi:
                 md["name"],
                 exc,
             )
+
+
+def split_lines(buffer: bytearray, chunk: bytes) -> Iterator[bytes]:
+    """Append a chunk of a watch stream and yield the complete lines it finished (a line is
+    one event; an object of a megabyte arrives in many chunks)."""
+    start = len(buffer)
+    buffer += chunk
+    begin = 0
+    while True:
+        end = buffer.find(b"\n", max(start, begin))
+        if end < 0:
+            break
+        line = bytes(buffer[begin:end])
+        begin = end + 1
+        if line.strip():
+            yield line
+    del buffer[:begin]

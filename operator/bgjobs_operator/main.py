@@ -15,6 +15,7 @@ import kopf
 import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
+from bgjobs.api import names
 from bgjobs.redaction import redact
 from bgjobs_operator import config as config_mod
 from bgjobs_operator import fastjson, handlers, metrics
@@ -26,6 +27,7 @@ from bgjobs_operator.controllers import (
     jobworkflow,
     queue,
 )
+from bgjobs_operator.informer import Informer
 from bgjobs_operator.kubeapi import ApiError, KubeApi, load_credentials
 from bgjobs_operator.progress import ProgressPump
 from bgjobs_operator.runtime import Runtime, WorkKey
@@ -33,6 +35,7 @@ from bgjobs_operator.standby import Standby, observe_kopf_peering
 from bgjobs_operator.workqueue import worker
 
 log = logging.getLogger("bgjobs_operator")
+MANAGED_SELECTOR = f"{names.MANAGED_BY}={names.MANAGER}"
 LISTING_PAGE_SIZE = 500
 KOPF_WORKER_IDLE_SECONDS = 0.5  # see start()
 # Reconciles are async and mostly wait on the API server: a few workers keep enough
@@ -115,6 +118,24 @@ def on_error(key: WorkKey, exc: Exception, delay: float) -> None:
         log.error("%s; retrying in %.0f s", what, delay, exc_info=exc)
 
 
+def informers(rt: Runtime, gate: Standby | None) -> list[Informer]:
+    """BackgroundJobs and the Jobs made for them come through the operator's own informers
+    (informer.py: most of the events, at a fraction of kopf's cost per event); the other
+    kinds through kopf's handlers (handlers.py)."""
+    api = rt.api
+    assert isinstance(api, KubeApi)
+    scopes: list[str | None] = list(rt.config.namespaces) or [None]
+    made: list[Informer] = []
+    for ns in scopes:
+        made.append(
+            Informer(
+                api, "BackgroundJob", ns, rt.backgroundjobs, handlers.on_backgroundjob, gate=gate
+            )
+        )
+        made.append(Informer(api, "Job", ns, rt.jobs, handlers.on_job, MANAGED_SELECTOR, gate=gate))
+    return made
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own Events are posted on transitions that matter; kopf's per-handler Events
@@ -146,6 +167,8 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     gate = Standby(rt.forget_cluster_state) if rt.config.peering else None
     if gate is not None:
         observe_kopf_peering(gate)
+    for informer in informers(rt, gate):
+        _tasks.append(asyncio.create_task(informer.run(), name=informer.name))
     for n in range(WORKERS):
         _tasks.append(
             asyncio.create_task(

@@ -4,7 +4,8 @@ kopf peering pauses a replica by closing its watch streams, and nothing else: th
 operator's work-queue workers, delayed keys (deadlines, rate tokens, resyncs) and progress
 pump would go on reconciling from stores that no longer follow the cluster, writing next to
 the active replica. So the workers wait on a gate that closes when kopf pauses and opens
-when it resumes, and on resume the stores are emptied first: kopf then lists everything
+when it resumes, and on resume the stores are emptied first: kopf (and the informers,
+informer.py, which watch only while the gate is open) then list everything
 again into empty stores, exactly as at a fresh start (which the restart tests cover), and
 nothing deleted while this replica stood by survives as a ghost.
 
@@ -43,12 +44,16 @@ class Standby:
         self._proxies: dict[int, _ObservedToggle] = {}
         self._open = asyncio.Event()
         self._open.set()
+        self._closed = asyncio.Event()  # the opposite, for the informers (informer.py)
 
     def is_open(self) -> bool:
         return self._open.is_set()
 
     async def wait_open(self) -> None:
         await self._open.wait()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
 
     def observe(self, toggle: Toggle) -> Toggle:
         """The toggle as kopf should use it from now on: same state, flips reported here."""
@@ -65,9 +70,11 @@ class Standby:
         if was_open and not now_open:
             log.info("standing by: a kopf peer of higher priority is active")
             self._open.clear()
+            self._closed.set()
         elif now_open and not was_open:
             log.info("taking over: re-listing everything into empty stores")
             self._on_takeover()
+            self._closed.clear()
             self._open.set()
 
 

@@ -211,7 +211,6 @@ def test_the_async_workflow_handle_waits_and_raises_on_failure() -> None:
 
 
 def test_a_step_event_enqueues_its_workflow() -> None:
-    import asyncio
 
     from bgjobs.api import names
     from bgjobs_operator import handlers
@@ -226,7 +225,7 @@ def test_a_step_event_enqueues_its_workflow() -> None:
         "status": {"phase": "Succeeded", "result": 1},
     }
     try:
-        asyncio.run(handlers.on_backgroundjob(event={"type": "MODIFIED", "object": step}))
+        handlers.on_backgroundjob({"type": "MODIFIED", "object": step})
     finally:
         handlers._runtime = None
     queued = set()
