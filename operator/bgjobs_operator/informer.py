@@ -116,7 +116,7 @@ class Informer:
             for obj in page.get("items") or []:
                 obj.setdefault("kind", self.kind)
                 seen.add(key_of(obj))
-                self.handler({"type": None, "object": obj})
+                self._deliver({"type": None, "object": obj})
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -125,7 +125,7 @@ class Informer:
         for obj in self.store.values():
             ns = obj["metadata"].get("namespace")
             if (self.namespace is None or ns == self.namespace) and key_of(obj) not in seen:
-                self.handler({"type": "DELETED", "object": obj})
+                self._deliver({"type": "DELETED", "object": obj})
         self.listed.set()
         return str(meta.get("resourceVersion") or "")
 
@@ -141,18 +141,36 @@ class Informer:
         }
         if self.label_selector:
             params["labelSelector"] = self.label_selector
-        async with self.api.stream(self.api.path(self.kind, self.namespace), params) as lines:
-            async for line in lines:
-                event = fastjson.loads(line)
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise Gone()
-                    raise ApiError(int(obj.get("code") or 500), obj)
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                obj.setdefault("kind", self.kind)
-                self.handler(event)
+        try:
+            async with self.api.stream(self.api.path(self.kind, self.namespace), params) as lines:
+                async for line in lines:
+                    version = self._handle(line, version)
+        except ApiError as exc:
+            if exc.status == 410:
+                raise Gone() from exc
+            raise
         return version
+
+    def _handle(self, line: bytes, version: str) -> str:
+        """One watch event into the handler; returns the version to resume from."""
+        event = fastjson.loads(line)
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise ApiError(int(obj.get("code") or 500), obj)
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+        if kind != "BOOKMARK":
+            obj.setdefault("kind", self.kind)
+            self._deliver(event)
+        return version
+
+    def _deliver(self, event: Event) -> None:
+        try:
+            self.handler(event)
+        except Exception:  # one object's bug must not stop the others' events
+            md = (event.get("object") or {}).get("metadata") or {}
+            log.exception(
+                "%s: handling %s/%s failed", self._what, md.get("namespace"), md.get("name")
+            )

@@ -150,9 +150,12 @@ def test_attempt_numbers_survive_redis_losing_its_data_between_attempts(
 def test_deleting_a_namespace_with_running_jobs_is_not_a_failure(  # type: ignore[no-untyped-def]
     api_client, operator
 ) -> None:
-    """Jobs vanishing with their namespace are normal: no JobLost, no DeadLetter attempt,
-    no error or traceback in the operator's log (it used to log `reconciling BackgroundJob
-    failed` with `... because it is being terminated` for each)."""
+    """Jobs (a batch among them) vanishing with their namespace are normal: the namespace
+    goes, with no JobLost, no DeadLetter attempt, no error or traceback in the operator's
+    log (it used to log `reconciling BackgroundJob failed` with `... because it is being
+    terminated` for each). The batch's namespace used to stay Terminating for good: its
+    failed pods kept the Job controller's tracking finalizer, waiting for replacements
+    that a terminating namespace refuses, and the namespace waited for its pods first."""
     core = client.CoreV1Api(api_client)
     ns = f"t-gone-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
@@ -164,10 +167,18 @@ def test_deleting_a_namespace_with_running_jobs_is_not_a_failure(  # type: ignor
     bgjobs = BgJobs(client.CustomObjectsApi(api_client), ns)
     for i in range(3):
         bgjobs.submit(f"long-{i}", "examples.sleep", kwargs={"seconds": 60})
+    # A batch too: one Indexed Job with backoffLimitPerIndex, its pods mid-item.
+    bgjobs.submit(
+        "long-batch",
+        "examples.item",
+        items=[{"n": i, "delay": 5} for i in range(20)],
+        parallelism=2,
+    )
+    names = [f"long-{i}" for i in range(3)] + ["long-batch"]
     wait_for(
-        lambda: all(bgjobs.status(f"long-{i}").get("phase") == "Running" for i in range(3)),
+        lambda: all(bgjobs.status(n).get("phase") == "Running" for n in names),
         timeout=90,
-        what="three running jobs",
+        what="three running jobs and a running batch",
     )
     log_before = len(operator.log_text())
     core.delete_namespace(ns)

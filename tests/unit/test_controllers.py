@@ -125,6 +125,32 @@ def test_a_job_vanishing_with_its_namespace_is_not_a_loss() -> None:
     assert api.writes == [] and api.events == []
 
 
+def _stall(rt: Runtime, api: FakeApi, namespace_phase: str) -> None:
+    """A running job whose pod failed and got no replacement (yet)."""
+    submit(rt, api, background_job())
+    reconcile(rt)  # creates the Job
+    job = api.objects[("Job", NS, "j")]
+    job["status"] = {"startTime": "2026-03-01T11:59:00Z", "failed": 1, "active": 0}
+    rt.jobs.put(job)
+    api.add({"kind": "Namespace", "metadata": {"name": NS}, "status": {"phase": namespace_phase}})
+
+
+def test_a_stalled_job_in_a_terminating_namespace_is_deleted_not_failed() -> None:
+    rt, api = runtime()
+    _stall(rt, api, "Terminating")
+    reconcile(rt)
+    assert api.count("delete", "Job") == 1  # its pods are released; the namespace can go
+    assert api.count("create", "DeadLetter") == 0 and api.events == []
+    assert status_of(api).get("phase") in (None, "Pending")
+
+
+def test_a_stalled_job_in_a_live_namespace_is_left_to_its_retries() -> None:
+    rt, api = runtime()
+    _stall(rt, api, "Active")
+    reconcile(rt)
+    assert api.count("delete", "Job") == 0
+
+
 def test_a_refused_job_marks_the_job_invalid_with_an_event() -> None:
     rt, api = runtime()
     submit(rt, api, background_job())

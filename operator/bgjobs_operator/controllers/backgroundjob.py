@@ -138,7 +138,21 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
         return Observed(bj, job)
     if job["spec"].get("suspend"):
         return Observed(bj, job, await _observe_queue(rt, bj, job))
+    if stalled(job) and await _namespace_terminating(rt, namespace):
+        return Observed(bj, job, namespace_terminating=True)
     return await _observe_attempts(rt, bj, job)
+
+
+def stalled(job: dict[str, Any]) -> bool:
+    """Started, unfinished, and no pod running: a moment between a failed pod and its
+    replacement, or a namespace being deleted, where no replacement may be made. Only then
+    is the namespace read (one GET, rarely)."""
+    jst = job.get("status") or {}
+    return (
+        bool(jst.get("startTime"))
+        and not int(jst.get("active") or 0)
+        and st.job_condition(job) is None
+    )
 
 
 async def _observe_queue(rt: Runtime, bj: dict[str, Any], job: dict[str, Any] | None) -> QueueInfo:
@@ -310,6 +324,13 @@ def decide(obs: Observed, now: datetime, config: OperatorConfig) -> Decision:
     md = bj["metadata"]
     if md.get("deletionTimestamp"):
         return Decision()  # the garbage collector removes the Job and its pods
+    if obs.namespace_terminating and obs.job is not None:
+        # The namespace goes, and its content with it; not a failure to record. The Job is
+        # deleted now because Kubernetes may not get to it: namespace deletion removes pods
+        # first and waits for them, while the Job controller keeps the tracking finalizer
+        # of a batch's failed pod until it makes the replacement, which a terminating
+        # namespace refuses. Without the Job, its pods are released and the wait ends.
+        return Decision(actions=[DeleteObject("Job", md["namespace"], md["name"])])
     current = st.parse(bj.get("status"))
     generation = md.get("generation")
     if st.is_terminal(bj):
