@@ -13,13 +13,13 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.chunked_operator import CHUNK_SIZE
 from bench.cluster import ROOT, Bench, cpu_seconds
 from bench.kube import Tracker, backgroundjob, burst, create_backgroundjob, watch_jobs
 from bench.report import Headline, Section, verdict
 from bench.sizes import Sizes
 from bench.stats import secs, table
 from bgjobs.api.v1alpha1 import GROUP, VERSION
+from bgjobs_operator.informer import PAGE_SIZE
 from tests.integration.support import wait_for
 
 TARGET_MB = 150  # 150 * 10^6 bytes
@@ -164,8 +164,8 @@ def _start_and_list(
 
 
 def _breakdown(b: Bench, ns: str, n: int) -> dict[str, float]:
-    """Per-object cost of the operator's cache and kopf's records, in a fresh interpreter,
-    for copies of one of the real objects."""
+    """Per-object cost of the operator's cache, in a fresh interpreter, for copies of one
+    of the real objects."""
     custom: Any = client.CustomObjectsApi(b.api)
     listing = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "backgroundjobs", limit=1)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -194,15 +194,13 @@ def run(b: Bench, s: Sizes) -> dict[str, Any]:
     watch = watch_jobs(b.api, ns, jobs)
     shipped = _start_and_list(b, ns, s, "memory", "bgjobs_operator", jobs)
     watch.stop()
-    chunked = _start_and_list(b, ns, s, "memory-chunked", "bench.chunked_operator", None)
     return {
         "n": s.memory_n,
         "setup_seconds": setup_seconds,
         "idle_rss_kib": idle_kib,
         "idle_probe": idle_probe,
         **shipped,
-        "chunked": chunked,
-        "chunk_size": CHUNK_SIZE,
+        "chunk_size": PAGE_SIZE,
         "breakdown": _breakdown(b, ns, max(2000, s.memory_n)),
     }
 
@@ -220,10 +218,9 @@ def _met(kib: int) -> bool:
 
 
 def render(r: dict[str, Any]) -> Section:
-    n, ch, bd = r["n"], r["chunked"], r["breakdown"]
+    n, bd = r["n"], r["breakdown"]
     growth = r["rss_settled_kib"] - r["idle_rss_kib"]
     cache_kib = bd["cache_kib_per_object"] * n
-    kopf_kib = bd["kopf_kib_per_object"] * n
     rows = [
         ["operator RSS, empty namespace (reference)", _mib(r["idle_rss_kib"])],
         [f"**operator RSS with {n} BackgroundJobs listed**", f"**{_mib(r['rss_settled_kib'])}**"],
@@ -233,22 +230,10 @@ def render(r: dict[str, Any]) -> Section:
             "of the growth over the empty namespace: the operator's cached copies (estimated)",
             f"{_mib(int(cache_kib))} ({bd['cache_kib_per_object']:.1f} KiB per job)",
         ],
-        [
-            "of the growth: kopf's per-object records (estimated)",
-            f"{_mib(int(kopf_kib))} ({bd['kopf_kib_per_object']:.1f} KiB per job)",
-        ],
-        [
-            "of the growth: the rest (not attributed)",
-            _mib(int(growth - cache_kib - kopf_kib)),
-        ],
+        ["of the growth: the rest (not attributed)", _mib(int(growth - cache_kib))],
         ["process start → /healthz answers", secs(r["to_healthy"])],
         [f"process start → all {n} listed (metrics)", secs(r["to_listed"])],
         ["process start → Job of a job submitted right after start", secs(r["to_first_job"])],
-        [
-            "what-if: kopf's default unpaged initial listing: RSS / peak",
-            f"{_mib(ch['rss_settled_kib'])} / {_mib(ch['hwm_kib'])}",
-        ],
-        [f"what-if: process start → all {n} listed", secs(ch["to_listed"])],
     ]
     idle_p, full_p = r["idle_probe"], r["probe"]
     if full_p:
@@ -274,17 +259,15 @@ def render(r: dict[str, Any]) -> Section:
         f"{n}; RSS is VmRSS from `/proc/<pid>/status` at that moment and again 5 s later "
         '(reported as the figure), peak is VmHWM. "Job of a job submitted right after '
         'start" is the time from spawning the process to a raw-JSON watch seeing that '
-        "job's batch Job: import, kopf start-up and its place in the initial listing. The "
+        "job's batch Job: import, start-up and its place in the initial listing. The "
         "reference RSS is the same operator watching an empty namespace. The estimates come "
         f"from a separate interpreter (`bench/memory_breakdown.py`) holding "
         f"{max(2000, n)} copies of one of these objects as the API server returns it "
         f"({bd['object_json_bytes']} bytes of JSON): the operator's cached copy (what its "
-        "handlers keep: the BackgroundJob store's trimmed copy) and kopf's per-object "
-        "record (`ResourceMemories`, kept "
-        "for every watched object). The operator fetches its initial listing in pages of "
-        f"{r['chunk_size']} (`settings.watching.chunk_size`); the what-if runs the same "
-        "operator through `bench/chunked_operator.py`, which sets it back to kopf's default "
-        "(every object in one response). Reconcile cost: after the listing settled, "
+        "informer keeps: the BackgroundJob store's trimmed copy; kopf keeps no record of "
+        "BackgroundJobs, which come through the operator's own informer, `informer.py`). The "
+        f"informer fetches its initial listing in pages of {r['chunk_size']}. Reconcile "
+        "cost: after the listing settled, "
         f"{RECONCILE_PROBE} new BackgroundJobs are submitted to the running operator and, once "
         "every Job exists and 5 s more have passed, the change in the operator's "
         "`bgjobs_reconcile_seconds` histogram (kind BackgroundJob) and in its CPU time "
@@ -297,18 +280,8 @@ def render(r: dict[str, Any]) -> Section:
         f"(target <= {TARGET_MB} MB): {verdict(met)}. Over the "
         f"{_mib(r['idle_rss_kib'])} of an operator with nothing to watch, memory grows by "
         f"{growth / max(1, n):.1f} KiB per job: about {bd['cache_kib_per_object']:.1f} KiB "
-        "is the operator's cached copy of the job, about "
-        f"{bd['kopf_kib_per_object']:.1f} KiB is kopf's record of it"
-    )
-    rest = growth - cache_kib - kopf_kib
-    saved = ch["rss_settled_kib"] - r["rss_settled_kib"]
-    targets += (
-        f"; the rest ({_mib(int(rest))}) is not attributed to live objects here. It depends "
-        "on how the initial listing is fetched: kopf's default, all objects in one response "
-        f"(the what-if), settled at {_mib(ch['rss_settled_kib'])} (peak "
-        f"{_mib(ch['hwm_kib'])}), so the shipped paging "
-        f"{'saves ' + _mib(saved) if saved > 0 else 'saves nothing'} (listing took "
-        f"{secs(r['to_listed'])} paged, {secs(ch['to_listed'])} unpaged)."
+        "is the operator's cached copy of the job; the rest "
+        f"({_mib(int(growth - cache_kib))}) is not attributed to live objects here."
     )
     if not met:
         targets += (

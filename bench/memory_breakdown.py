@@ -1,13 +1,11 @@
 """Where the operator's memory goes per BackgroundJob, estimated in a fresh interpreter:
 ``python -m bench.memory_breakdown SAMPLE.json N`` prints JSON with the RSS growth (KiB per
 object) of the operator's cached copy (the trimmed copy the BackgroundJob store keeps, the
-handlers' path) and of kopf's per-object record (``ResourceMemories``, kept for every
-watched object whatever the handler type), for N copies of a real object as the API
-server returned it."""
+informer's path; kopf keeps no record of BackgroundJobs), for N copies of a real object as
+the API server returned it."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import sys
@@ -24,8 +22,6 @@ def rss_kib() -> int:
 
 
 def measure(sample: dict[str, Any], n: int) -> dict[str, float]:
-    from kopf._core.reactor.inventory import ResourceMemories  # private: a bench may peek
-
     from bgjobs_operator.config import OperatorConfig
     from bgjobs_operator.runtime import Runtime
 
@@ -44,19 +40,9 @@ def measure(sample: dict[str, Any], n: int) -> dict[str, float]:
         rt.backgroundjobs.put(json.loads(json.dumps(raw)))
     gc.collect()
     after_cache = rss_kib()
-    memories = ResourceMemories()
-
-    async def recall_all() -> None:
-        for raw in raws:
-            await memories.recall(raw, noticed_by_listing=True)
-
-    asyncio.run(recall_all())
-    gc.collect()
-    after_kopf = rss_kib()
     return {
         "object_json_bytes": len(text),
         "cache_kib_per_object": (after_cache - before) / n,
-        "kopf_kib_per_object": (after_kopf - after_cache) / n,
     }
 
 

@@ -180,7 +180,7 @@ def _why_missed(n: int, ratio: float, o: dict[str, Any], d: dict[str, Any]) -> s
         f"The API server did {api_o / api_d:.2f}x the work ({api_o:.1f} s against "
         f"{api_d:.1f} s): every job is two creates on this path (the client's BackgroundJob, "
         "then the operator's Job), with more watch events to serve; and the operator itself "
-        f"used {op:.1f} s ({op / n * 1000:.1f} ms per job: kopf's event processing, the "
+        f"used {op:.1f} s ({op / n * 1000:.1f} ms per job: its watch events, the "
         "reconcile, the requests it makes), which the direct path does "
         "not pay at all. A queue formed: the operator's Job creates trailed the client's "
         f"BackgroundJob creates by p50 {secs(o['reaction'].get('p50'))}, and the client's "
