@@ -15,6 +15,7 @@ import kopf
 
 from bgjobs.api import names
 from bgjobs.api.v1alpha1 import GROUP, VERSION
+from bgjobs_operator import status as st
 from bgjobs_operator.runtime import Runtime
 from bgjobs_operator.store import Store
 
@@ -65,6 +66,8 @@ def on_backgroundjob(event: Mapping[str, Any]) -> None:
     rt = _rt()
     obj = _apply(rt.backgroundjobs, event)
     ns, name = _where(obj)
+    if event.get("type") == "DELETED" or st.is_terminal(obj):
+        rt.gone_jobs.pop((ns, name), None)
     if event.get("type") == "DELETED":
         rt.progress.pop((ns, name), None)
         rt.waiting.pop((ns, name), None)
@@ -86,12 +89,27 @@ def on_job(event: Mapping[str, Any]) -> None:
     rt = _rt()
     obj = _apply(rt.jobs, event)
     ns, name = _where(obj)
+    if event.get("type") == "DELETED":
+        _remember_gone(rt, obj)
     rt.queue.add(("BackgroundJob", ns, name))  # same name: its job, or a run to adopt
     queue = _label(obj, names.QUEUE)
     if queue and rt.jobqueues.get((ns, queue)) is not None:
         rt.queue.add(("JobQueue", ns, queue))
     elif queue and queue in rt.config.queue_limits:
         rt.queue.add(("Queue", ns, queue))
+
+
+def _remember_gone(rt: Runtime, job: dict[str, Any]) -> None:
+    """A deleted Job of an unfinished BackgroundJob: that job started, even if no status
+    said so yet (Pending is never written), so it must never get a second Job; the
+    BackgroundJob's own deletion, whose event may come later, is often why."""
+    ns, name = _where(job)
+    bj = rt.backgroundjobs.get((ns, name))
+    if bj is None or st.is_terminal(bj):
+        return
+    uid = bj["metadata"].get("uid")
+    if any(o.get("uid") == uid for o in job["metadata"].get("ownerReferences") or []):
+        rt.gone_jobs[(ns, name)] = uid
 
 
 @kopf.on.event(GROUP, VERSION, "jobschedules")

@@ -173,6 +173,10 @@ class Runtime:
     admissions: dict[Key, deque[datetime]] = field(default_factory=dict)
     # When each JobQueue's status was last written (monotonic seconds), to coalesce writes.
     queue_status_written: dict[Key, float] = field(default_factory=dict)
+    # Jobs seen deleted while their BackgroundJob was unfinished: (namespace, name) -> the
+    # owner's uid. Such a job started, status or not, so its Job is never made again
+    # (backgroundjob.py); dropped when the BackgroundJob finishes or goes.
+    gone_jobs: dict[Key, str] = field(default_factory=dict)
     # Namespaces whose JobQueues were listed from the API once (backgroundjob.py).
     jobqueues_listed: set[str] = field(default_factory=set)
     monotonic: Callable[[], float] = time.monotonic
@@ -206,6 +210,7 @@ class Runtime:
             self.batches,
             self.resumed,
             self.waiting,
+            self.gone_jobs,
             self.queue_status_written,
             self.jobqueues_listed,
             self.admissions,  # reloaded from Redis (controllers/jobqueue.py)

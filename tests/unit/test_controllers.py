@@ -356,3 +356,38 @@ def test_a_refused_replay_is_reported_once_not_retried_forever() -> None:
     assert api.count("create", "BackgroundJob") == 1
     status = api.objects[("DeadLetter", NS, "j-1234")]["status"]
     assert status["replayedJobs"] == ["j-1234-r1"] and status["conditions"] == []
+
+
+def _job_deleted(rt: Runtime, api: FakeApi, *, with_its_backgroundjob: bool) -> None:
+    """A job whose Job was created (no status written yet: Pending is never written), then
+    deleted; with its BackgroundJob, that one's DELETED event not delivered yet."""
+    from bgjobs_operator import handlers
+
+    submit(rt, api, background_job())
+    reconcile(rt)
+    assert api.count("create", "Job") == 1
+    job = api.objects.pop(("Job", NS, "j"))
+    if with_its_backgroundjob:
+        del api.objects[("BackgroundJob", NS, "j")]
+    handlers.install(rt)
+    try:
+        handlers.on_job({"type": "DELETED", "object": job})
+    finally:
+        handlers._runtime = None
+
+
+def test_a_deleted_jobs_job_is_not_made_again_before_its_deletion_arrives() -> None:
+    rt, api = runtime()
+    _job_deleted(rt, api, with_its_backgroundjob=True)
+    reconcile(rt)  # from a store that still holds the deleted BackgroundJob
+    assert api.count("create", "Job") == 1
+    assert api.writes == [w for w in api.writes if w[0] == "create"]  # no status write
+
+
+def test_a_job_deleted_before_any_status_is_lost_not_recreated() -> None:
+    rt, api = runtime()
+    api.add({"kind": "Namespace", "metadata": {"name": NS}, "status": {"phase": "Active"}})
+    _job_deleted(rt, api, with_its_backgroundjob=False)
+    reconcile(rt)
+    assert api.count("create", "Job") == 1
+    assert status_of(api)["error"]["reason"] == "Lost"

@@ -125,9 +125,18 @@ async def observe(rt: Runtime, namespace: str, name: str) -> Observed:
         return Observed(bj, job, batch_result=await _read_batch_result(rt, bj))
     if job is not None and job["metadata"].get("deletionTimestamp") and not owns(job, bj):
         job = None  # a foreign Job on its way out: ours can be made once it is gone
-    if job is None and started(bj):
+    if job is None and (
+        started(bj) or rt.gone_jobs.get((namespace, name)) == bj["metadata"].get("uid")
+    ):
         # The store may lag; the API server is the authority before declaring it lost.
         job = await rt.api.get("Job", namespace, name)
+        if job is None and not started(bj):
+            # Its Job was deleted before any status said it started: most often with the
+            # BackgroundJob itself, whose event has not come yet. Gone (or replaced by a
+            # new one of the same name, which its own events bring): nothing to do.
+            live = await rt.api.get(KIND, namespace, name)
+            if live is None or live["metadata"].get("uid") != bj["metadata"].get("uid"):
+                return Observed(None, None)
         if job is None:
             terminating = await _namespace_terminating(rt, namespace)
             return Observed(bj, None, job_lost=not terminating, namespace_terminating=terminating)
