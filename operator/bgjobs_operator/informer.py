@@ -30,7 +30,7 @@ import aiohttp
 from bgjobs_operator import fastjson
 from bgjobs_operator.kubeapi import ApiError, KubeApi
 from bgjobs_operator.standby import Standby
-from bgjobs_operator.store import Store, key_of
+from bgjobs_operator.store import Store, key_of, rv
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,19 @@ class Informer:
             if not token:
                 break
             params["continue"] = token
+        version = str(meta.get("resourceVersion") or "")
+        listed_at = rv({"metadata": {"resourceVersion": version}})
         for obj in self.store.values():
             ns = obj["metadata"].get("namespace")
-            if (self.namespace is None or ns == self.namespace) and key_of(obj) not in seen:
+            if (
+                (self.namespace is None or ns == self.namespace)
+                and key_of(obj) not in seen
+                # Newer than the listing (our own create's response): not judged by it.
+                and rv(obj) <= listed_at
+            ):
                 self._deliver({"type": "DELETED", "object": obj})
         self.listed.set()
-        return str(meta.get("resourceVersion") or "")
+        return version
 
     async def _watch(self, version: str) -> str:
         """Follow the changes after `version` until the server ends the stream; returns the

@@ -30,9 +30,16 @@ def key_of(obj: Obj) -> Key:
     return md.get("namespace") or "", md["name"]
 
 
+# How many deleted objects' uids a store remembers (see Store.put).
+DELETED_MEMORY = 10_000
+
+
 class Store:
     def __init__(self, trim: Callable[[Obj], Obj] = lambda o: o) -> None:
         self._objects: dict[Key, Obj] = {}
+        # uids of objects seen deleted, oldest first: a uid never comes back, so a copy of
+        # one is stale (a write's response that arrived after the object's DELETED event).
+        self._deleted: dict[str, None] = {}
         self._trim = trim
         self._index_fns: dict[str, IndexFn] = {}
         self._indexes: dict[str, defaultdict[Hashable, set[Key]]] = {}
@@ -63,6 +70,8 @@ class Store:
     def put(self, obj: Obj) -> Obj:
         """Keep the newest copy of obj (a watch event or our own write's response);
         returns what the store now holds."""
+        if obj["metadata"].get("uid") in self._deleted:
+            return obj  # a ghost: it would be reconciled (and recreated) as if alive
         obj = self._trim(obj)
         key = key_of(obj)
         old = self._objects.get(key)
@@ -80,15 +89,21 @@ class Store:
     def clear(self) -> None:
         """Forget everything (a standby replica taking over lists it all again)."""
         self._objects.clear()
+        self._deleted.clear()
         for name in self._index_fns:
             self._indexes[name].clear()
             self._entries[name].clear()
 
     def remove(self, obj: Obj) -> None:
         """Forget obj, unless the store holds a newer object of the same name."""
+        uid = obj["metadata"].get("uid")
+        if uid:
+            self._deleted[uid] = None
+            if len(self._deleted) > DELETED_MEMORY:
+                del self._deleted[next(iter(self._deleted))]
         key = key_of(obj)
         old = self._objects.get(key)
-        if old is None or old["metadata"].get("uid") != obj["metadata"].get("uid"):
+        if old is None or old["metadata"].get("uid") != uid:
             return
         del self._objects[key]
         for name in self._index_fns:

@@ -157,3 +157,34 @@ def test_an_expired_watch_lists_again_and_a_finished_one_resumes_where_it_was(
     messages = [r.getMessage() for r in caplog.records]
     assert any("history compacted, listing again" in m for m in messages)
     assert not any("failed" in m for m in messages)  # not the error path
+
+
+def test_a_deleted_object_is_not_brought_back_by_a_late_copy() -> None:
+    """A write's response that arrives after the object's DELETED event must not put a
+    ghost into the store (it would be reconciled, and its Job made again)."""
+    store = Store()
+    obj = _obj("a", "5")
+    store.put(obj)
+    store.remove(obj)
+    store.put(_obj("a", "6"))  # same uid: the late response of a write
+    assert store.get(("n", "a")) is None
+    fresh = _obj("a", "7")
+    fresh["metadata"]["uid"] = "another"  # a new object of the same name
+    store.put(fresh)
+    assert store.get(("n", "a")) is not None
+
+
+def test_a_listing_does_not_judge_what_is_newer_than_itself() -> None:
+    api = FakeApi([])
+    store = Store()
+    store.put(_obj("mine", "42"))  # our create's response, after the listing's version 10
+    store.put(_obj("old", "5"))  # deleted while nobody watched
+    deleted: list[str] = []
+
+    def handler(event: Any) -> None:
+        if event["type"] == "DELETED":
+            deleted.append(event["object"]["metadata"]["name"])
+
+    inf = Informer(api, "Job", "n", store, handler)  # type: ignore[arg-type]
+    asyncio.run(inf._list())
+    assert deleted == ["old"]
