@@ -1,4 +1,5 @@
-"""kopf wiring: event handlers that only keep the stores and enqueue keys.
+"""Event handlers that only keep the stores and enqueue keys: BackgroundJob and Job events
+come from the operator's own informers (informer.py), the other kinds through kopf.
 
 Only event handlers are used, so kopf itself writes nothing to the watched objects: no
 progress annotations, no last-handled-configuration, no finalizers (README "API writes").

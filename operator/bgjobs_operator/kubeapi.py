@@ -190,8 +190,6 @@ class KubeApi:
                 except ValueError:
                     parsed = None
                 body = parsed if isinstance(parsed, dict) else None
-                if resp.status == 410:
-                    body = {**(body or {}), "code": 410}
                 raise ApiError(resp.status, body, raw.decode(errors="replace"))
 
             async def lines() -> AsyncIterator[bytes]:
